@@ -1,0 +1,102 @@
+// Package qemuarm64 is the board profile for an arm64 set-top box emulated by
+// QEMU's "virt" machine: the exact virtual hardware the box has, so that the
+// device tree the ROM verifies against and the machine the tests boot are
+// always the same one.
+package qemuarm64
+
+import (
+	"fmt"
+	"strconv"
+)
+
+// BoardID is the identifier firmware images for this board are signed for.
+const BoardID = "qemu-arm64"
+
+// Machine describes one QEMU invocation of the board. The zero value plus a
+// disk is a valid headless box without a TPM.
+type Machine struct {
+	// MemoryMiB is the guest RAM; 1024 if zero.
+	MemoryMiB int
+	// Disk is the box's hard disk: a raw image path, or an NBD address
+	// understood by QEMU ("nbd:unix:/path/sock").
+	Disk string
+	// TPMSocket is the control socket of a running swtpm; empty means the
+	// box has no TPM. The ROM's device tree must be dumped with the same
+	// choice, because the TPM is a platform device listed in it.
+	TPMSocket string
+	// PanelPath receives what the box writes to its front-panel display
+	// (a virtio serial port named "front-panel").
+	PanelPath string
+	// BIOS, DTB and FIT are the ROM stand-in: U-Boot, its control device
+	// tree holding the public key, and the signed FIT it boots.
+	BIOS, DTB, FIT string
+	// Kernel, Initrd and Append boot a kernel directly, without the ROM
+	// (used only to test the kernel itself).
+	Kernel, Initrd, Append string
+	// DumpDTB, if set, makes QEMU write its generated device tree there
+	// and exit instead of running.
+	DumpDTB string
+}
+
+// FITAddress is where the ROM stand-in places the signed FIT in guest RAM;
+// the U-Boot boot command reads it from there.
+const FITAddress = 0x50000000
+
+// Args returns the qemu-system-aarch64 arguments for the machine. The serial
+// console is always on stdio.
+func (m Machine) Args() []string {
+	mem := m.MemoryMiB
+	if mem == 0 {
+		mem = 1024
+	}
+	machine := "virt"
+	if m.DumpDTB != "" {
+		machine += ",dumpdtb=" + m.DumpDTB
+	}
+	a := []string{
+		"-M", machine, "-cpu", "cortex-a57", "-smp", "1", "-m", strconv.Itoa(mem),
+		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+		"-serial", "stdio",
+		"-device", "virtio-rng-pci",
+		"-device", "virtio-gpu-pci",
+		"-device", "virtio-keyboard-pci",
+	}
+	if m.Disk != "" {
+		a = append(a,
+			"-drive", "if=none,id=disk0,format=raw,cache=writeback,file="+m.Disk,
+			"-device", "virtio-blk-pci,drive=disk0")
+	}
+	panel := "null"
+	if m.PanelPath != "" {
+		panel = "file,path=" + m.PanelPath
+	}
+	a = append(a,
+		"-device", "virtio-serial-pci",
+		"-chardev", panel+",id=panel",
+		"-device", "virtserialport,chardev=panel,name=front-panel")
+	if m.TPMSocket != "" {
+		a = append(a,
+			"-chardev", "socket,id=chrtpm,path="+m.TPMSocket,
+			"-tpmdev", "emulator,id=tpm0,chardev=chrtpm",
+			"-device", "tpm-tis-device,tpmdev=tpm0")
+	}
+	if m.BIOS != "" {
+		a = append(a, "-bios", m.BIOS)
+	}
+	if m.DTB != "" {
+		a = append(a, "-dtb", m.DTB)
+	}
+	if m.FIT != "" {
+		a = append(a, "-device", fmt.Sprintf("loader,file=%s,addr=%#x,force-raw=on", m.FIT, FITAddress))
+	}
+	if m.Kernel != "" {
+		a = append(a, "-kernel", m.Kernel)
+	}
+	if m.Initrd != "" {
+		a = append(a, "-initrd", m.Initrd)
+	}
+	if m.Append != "" {
+		a = append(a, "-append", m.Append)
+	}
+	return a
+}
