@@ -34,7 +34,8 @@ type Machine struct {
 	// (used only to test the kernel itself).
 	Kernel, Initrd, Append string
 	// DumpDTB, if set, makes QEMU write its generated device tree there
-	// and exit instead of running.
+	// and exit instead of running. Set BIOS as for the real boot and leave
+	// DTB empty: with -dtb QEMU would dump the given file.
 	DumpDTB string
 }
 
@@ -49,7 +50,10 @@ func (m Machine) Args() []string {
 	if mem == 0 {
 		mem = 1024
 	}
-	machine := "virt"
+	// Without ACPI the device tree is the whole description of the board,
+	// the same with or without firmware (-bios), and the power button is
+	// the device-tree gpio-keys a kernel booted by the ROM can see.
+	machine := "virt,acpi=off"
 	if m.DumpDTB != "" {
 		machine += ",dumpdtb=" + m.DumpDTB
 	}

@@ -1,0 +1,62 @@
+# The two commands: `make demo` (the main job) and `make test` (every test).
+# Every target first runs tools/deps.sh, which installs what it needs.
+
+BOARD ?= qemu-arm64
+OUT   := out/$(BOARD)
+# A Go fetched by tools/deps.sh on a machine that had none.
+export PATH := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/boxswarm/go/bin:$(PATH)
+
+GO_TEST_FLAGS ?= -timeout 45m
+FUZZTIME ?= 30s
+
+.PHONY: all deps kernel image qemu demo test lint unit bench fuzz clean help
+
+all: image
+
+help:
+	@echo "make demo                  bake the QEMU box and boot it through the verified chain"
+	@echo "make test                  every test: lint, unit, QEMU boot chain and tamper matrix"
+	@echo "make image [BOARD=] [KEYS=] bake ROM, signed firmware and disk into out/<board>"
+	@echo "make qemu  [BOARD=] [DISK=] boot the baked box headless, console on stdout"
+	@echo "make bench                 measure against references; results in BENCHMARKS.md"
+	@echo "make fuzz [FUZZTIME=30s]   run every fuzz target"
+
+deps:
+	@bash tools/deps.sh
+
+kernel: deps
+
+image: deps
+	go run ./tools/bake -board $(BOARD) $(if $(KEYS),-keys $(KEYS))
+
+qemu: deps
+	go run ./tools/qemu -board $(BOARD) $(if $(DISK),-disk $(DISK))
+
+demo: image
+	go run ./tools/demo -board $(BOARD)
+
+lint: deps
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	go vet ./...
+	go tool staticcheck ./...
+
+unit: deps
+	go test $(GO_TEST_FLAGS) ./...
+
+# The QEMU tests read the baked images through BOXSWARM_IMAGES; CI=true
+# turns every "missing prerequisite" skip into a failure.
+test: lint image
+	BOXSWARM_IMAGES=$(CURDIR)/$(OUT) go test $(GO_TEST_FLAGS) ./...
+
+bench: image
+	BOXSWARM_IMAGES=$(CURDIR)/$(OUT) go run ./tools/bench -board $(BOARD) -record BENCHMARKS.md
+
+fuzz: deps
+	@for pkg in $$(go list ./...); do \
+	  for f in $$(go test -list 'Fuzz.*' $$pkg 2>/dev/null | grep ^Fuzz); do \
+	    echo "== $$pkg $$f"; go test -run XXX -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	  done; \
+	done
+
+clean:
+	rm -rf out

@@ -1,0 +1,189 @@
+// Command stage2init is process 1 of the second stage: it mounts the basic
+// filesystems, starts the daemons listed in the image recipe under the
+// supervisor, and once they are healthy marks the slot good and reports
+// "BOOT OK". A trial image that does not become healthy in time reboots the
+// box, which sends it back to the image it trusted before.
+package main
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/boxswarm/boxswarm/board"
+	qemuarm64 "github.com/boxswarm/boxswarm/board/qemu-arm64"
+	"github.com/boxswarm/boxswarm/boot/handoff"
+	"github.com/boxswarm/boxswarm/boot/supervisor"
+	"github.com/boxswarm/boxswarm/firmware/rollback"
+	"github.com/boxswarm/boxswarm/firmware/slotdisk"
+)
+
+// Console markers the tests and the factory line look for.
+const (
+	okMarker        = "BOOT OK"
+	unhealthyMarker = "BOOT UNHEALTHY: "
+)
+
+// ConfigPath is where the image baker puts the supervisor configuration.
+const ConfigPath = "/etc/supervisor.json"
+
+func main() {
+	console := os.Stdout
+	fmt.Fprintln(console, "stage2: init starting")
+	log := slog.New(slog.NewTextHandler(console, &slog.HandlerOptions{ReplaceAttr: dropTime}))
+	if err := run(context.Background(), console, log); err != nil {
+		fmt.Fprintf(console, "%s%v\n", unhealthyMarker, err)
+	}
+	// Process 1 must not exit; rebooting hands control back to stage one,
+	// which will not pick a trial image that failed.
+	time.Sleep(2 * time.Second)
+	if err := board.Reboot(); err != nil {
+		fmt.Fprintf(console, "stage2: %v\n", err)
+	}
+	select {}
+}
+
+func dropTime(_ []string, a slog.Attr) slog.Attr {
+	if a.Key == slog.TimeKey {
+		return slog.Attr{}
+	}
+	return a
+}
+
+func run(ctx context.Context, console io.Writer, log *slog.Logger) error {
+	if err := mountBasics(); err != nil {
+		return err
+	}
+	cmdline, err := os.ReadFile("/proc/cmdline")
+	if err != nil {
+		return err
+	}
+	params, err := handoff.Parse(string(cmdline))
+	if err != nil {
+		return err
+	}
+	log.Info("second stage", "slot", params.Slot, "version", params.Version, "trial", params.Trial)
+	cfg, err := supervisor.LoadConfig(ConfigPath)
+	if err != nil {
+		return err
+	}
+	b := qemuarm64.Board{}
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	panel, err := b.Panel(pctx)
+	cancel()
+	if err != nil {
+		log.Warn("front panel unavailable", "err", err)
+	}
+	show := func(st board.PanelState, detail string) {
+		if panel != nil {
+			if err := panel.Show(ctx, st, detail); err != nil {
+				log.Warn("front panel", "err", err)
+			}
+		}
+	}
+	sup, err := supervisor.New(cfg, supervisor.NewReaper(), console, log)
+	if err != nil {
+		return err
+	}
+	health := make(chan supervisor.Health, 1)
+	go func() {
+		if err := sup.Run(ctx, health); err != nil {
+			log.Error("supervisor stopped", "err", err)
+		}
+	}()
+	h := <-health
+	if !h.OK {
+		show(board.PanelServiceNeeded, h.Err.Error())
+		if params.Trial {
+			return h.Err // reboot: stage one returns to the trusted image
+		}
+		// A trusted image has nothing better to fall back to: keep
+		// supervising, the daemons may still recover.
+		fmt.Fprintf(console, "%s%v\n", unhealthyMarker, h.Err)
+		select {}
+	}
+	if params.Trial {
+		if err := markGood(ctx, params, log); err != nil {
+			show(board.PanelServiceNeeded, err.Error())
+			return fmt.Errorf("mark slot %s good: %w", params.Slot, err)
+		}
+	}
+	reportTPM(ctx, console, params, log)
+	show(board.PanelRunning, fmt.Sprintf("version %d", params.Version))
+	fmt.Fprintf(console, "%s version=%d slot=%s\n", okMarker, params.Version, params.Slot)
+	select {} // the supervisor keeps the daemons running
+}
+
+func mountBasics() error {
+	for _, m := range []struct{ src, dst, fs string }{
+		{"proc", "/proc", "proc"},
+		{"sysfs", "/sys", "sysfs"},
+		{"devtmpfs", "/dev", "devtmpfs"},
+		{"tmpfs", "/run", "tmpfs"},
+		{"tmpfs", "/tmp", "tmpfs"},
+	} {
+		if err := os.MkdirAll(m.dst, 0o755); err != nil {
+			return err
+		}
+		if err := unix.Mount(m.src, m.dst, m.fs, unix.MS_NOSUID|unix.MS_NOEXEC, ""); err != nil && !errors.Is(err, unix.EBUSY) {
+			return fmt.Errorf("mount %s on %s: %w", m.fs, m.dst, err)
+		}
+	}
+	return nil
+}
+
+// markGood records the healthy boot, which is what lets stage one move the
+// rollback floors forward to this image at the next boot.
+func markGood(ctx context.Context, p handoff.Params, log *slog.Logger) error {
+	fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	disk, layout, err := slotdisk.Find(fctx)
+	if err != nil {
+		return err
+	}
+	defer disk.Close()
+	st, err := layout.LoadState(disk)
+	if err != nil {
+		return err
+	}
+	st.MarkGood(p.Slot)
+	if err := layout.SaveState(disk, st); err != nil {
+		return err
+	}
+	log.Info("slot marked good", "slot", p.Slot, "state", st)
+	return nil
+}
+
+// reportTPM prints the rollback floors and checks that the measurement
+// stage one made is the manifest it handed over.
+func reportTPM(ctx context.Context, console io.Writer, p handoff.Params, log *slog.Logger) {
+	tpm, err := rollback.Open("")
+	if err != nil {
+		log.Warn("TPM unavailable", "err", err)
+		return
+	}
+	defer tpm.Close()
+	floors, err := rollback.New(tpm).Read(ctx)
+	if err != nil {
+		log.Warn("read rollback floors", "err", err)
+		return
+	}
+	pcr, err := rollback.ReadPCR(ctx, tpm, rollback.ManifestPCR)
+	if err != nil {
+		log.Warn("read PCR", "err", err)
+		return
+	}
+	verdict := "matches"
+	if pcr != rollback.ExpectedPCR([32]byte{}, p.Manifest) {
+		verdict = "MISMATCH"
+	}
+	fmt.Fprintf(console, "stage2: tpm floors image=%d key=%d pcr%d=%s measured-manifest=%s\n",
+		floors.ImageVersion, floors.KeyVersion, rollback.ManifestPCR, hex.EncodeToString(pcr[:]), verdict)
+}

@@ -1,0 +1,131 @@
+// Package images holds the declarative recipes the image baker turns into
+// everything a board boots: which kernel configuration, which stage-one
+// program goes into the ROM, which programs and daemons the second stage
+// carries, and how the disk is laid out. A recipe is a JSON file named after
+// its board (qemu-arm64.json); unknown fields are errors, so a typo never
+// silently bakes a different image.
+package images
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+
+	"github.com/boxswarm/boxswarm/boot/supervisor"
+)
+
+// Recipe describes one board's images.
+type Recipe struct {
+	// Description says what the image is for; shown by the baker and
+	// recorded in the firmware's build string.
+	Description string `json:"description"`
+	Board       string `json:"board"`
+	// ImageVersion is the firmware's rollback index.
+	ImageVersion uint64 `json:"image_version"`
+	// KernelConfig is the kernel configuration fragment, relative to the
+	// repository root; the same kernel boots both stages.
+	KernelConfig string `json:"kernel_config"`
+	Stage1       Stage1 `json:"stage1"`
+	Stage2       Stage2 `json:"stage2"`
+	Disk         Disk   `json:"disk"`
+}
+
+// Stage1 is the ROM's first stage.
+type Stage1 struct {
+	// Uinit is the Go package of the verifier, run by u-root's init.
+	Uinit string `json:"uinit"`
+	// BootArgs is the first-stage kernel command line the ROM passes.
+	BootArgs string `json:"boot_args"`
+	// MinKeyVersion is the lowest signing-key version the ROM accepts.
+	MinKeyVersion uint32 `json:"min_key_version"`
+}
+
+// Stage2 is the signed second stage on the disk.
+type Stage2 struct {
+	// Init is the Go package of process 1.
+	Init string `json:"init"`
+	// Programs are Go packages installed as /bin/<last path element>.
+	Programs []string `json:"programs"`
+	// Cmdline is the signed second-stage kernel command line.
+	Cmdline string `json:"cmdline"`
+	// Supervisor lists the daemons process 1 keeps running.
+	Supervisor supervisor.Config `json:"supervisor"`
+}
+
+// Disk is the partition layout, sizes in MiB; the data partition takes the
+// rest.
+type Disk struct {
+	SizeMiB    int `json:"size_mib"`
+	SlotMiB    int `json:"slot_mib"`
+	BootctlMiB int `json:"bootctl_mib"`
+}
+
+// Load reads and checks a recipe file.
+func Load(path string) (Recipe, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return Recipe{}, err
+	}
+	var r Recipe
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&r); err != nil {
+		return Recipe{}, fmt.Errorf("recipe %s: %w", path, err)
+	}
+	if err := r.Check(); err != nil {
+		return Recipe{}, fmt.Errorf("recipe %s: %w", path, err)
+	}
+	return r, nil
+}
+
+// ForBoard loads the recipe of a board from the images folder of the
+// repository at root.
+func ForBoard(root, board string) (Recipe, error) {
+	return Load(filepath.Join(root, "images", board+".json"))
+}
+
+// Check reports the first thing wrong with the recipe.
+func (r Recipe) Check() error {
+	var errs []error
+	need := func(ok bool, format string, args ...any) {
+		if !ok {
+			errs = append(errs, fmt.Errorf(format, args...))
+		}
+	}
+	need(r.Board != "", "board is required")
+	need(r.ImageVersion > 0, "image_version must be 1 or more")
+	need(r.KernelConfig != "", "kernel_config is required")
+	need(isPackage(r.Stage1.Uinit), "stage1.uinit %q is not a ./ package path", r.Stage1.Uinit)
+	need(isPackage(r.Stage2.Init), "stage2.init %q is not a ./ package path", r.Stage2.Init)
+	names := map[string]bool{}
+	for _, p := range r.Stage2.Programs {
+		need(isPackage(p), "stage2 program %q is not a ./ package path", p)
+		need(!names[ProgramName(p)], "two stage2 programs are named %q", ProgramName(p))
+		names[ProgramName(p)] = true
+	}
+	for _, d := range r.Stage2.Supervisor.Daemons {
+		need(strings.HasPrefix(d.Path, "/bin/") && names[strings.TrimPrefix(d.Path, "/bin/")],
+			"daemon %q runs %q, which is not one of the stage2 programs", d.Name, d.Path)
+	}
+	need(r.Disk.SlotMiB > 0 && r.Disk.BootctlMiB > 0, "disk slot_mib and bootctl_mib must be positive")
+	need(r.Disk.SizeMiB > 2*r.Disk.SlotMiB+r.Disk.BootctlMiB+2, "disk size_mib %d leaves no room for data", r.Disk.SizeMiB)
+	return errors.Join(errs...)
+}
+
+func isPackage(p string) bool { return strings.HasPrefix(p, "./") && !strings.Contains(p, "..") }
+
+// ProgramName is the file name a program package is installed under.
+func ProgramName(pkg string) string { return filepath.Base(pkg) }
+
+// GOARCH is the Go architecture of a board.
+func (r Recipe) GOARCH() string {
+	if strings.HasSuffix(r.Board, "-arm64") {
+		return "arm64"
+	}
+	return runtime.GOARCH
+}

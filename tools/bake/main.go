@@ -1,0 +1,98 @@
+// Command bake bakes a board's images from its recipe in images/: the ROM
+// stand-in, the signed firmware and a disk image, all into one folder.
+//
+//	go run ./tools/bake -board qemu-arm64              # development keys in out/keys
+//	go run ./tools/bake -board qemu-arm64 -keys /secure/keys
+//
+// Without -keys it generates development keys once and reuses them; a
+// manufacturer passes its own key directory (root.pub, signing.key,
+// signing.cert, rom.key, rom.crt; see tools/fwtool).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+
+	"github.com/boxswarm/boxswarm/images"
+	"github.com/boxswarm/boxswarm/images/bake"
+)
+
+func main() {
+	board := flag.String("board", "qemu-arm64", "board whose recipe (images/<board>.json) to bake")
+	out := flag.String("out", "", "output folder (default out/<board>)")
+	keys := flag.String("keys", "", "manufacturer key folder (default: development keys in out/keys)")
+	version := flag.Uint64("version", 0, "override the recipe's image version")
+	flag.Usage = func() {
+		fmt.Fprintf(flag.CommandLine.Output(), "usage: bake [-board B] [-out DIR] [-keys DIR] [-version N]\n")
+		flag.PrintDefaults()
+	}
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if err := run(ctx, *board, *out, *keys, *version); err != nil {
+		fmt.Fprintf(os.Stderr, "bake: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, board, out, keyDir string, version uint64) error {
+	root, err := repoRoot()
+	if err != nil {
+		return err
+	}
+	r, err := images.ForBoard(root, board)
+	if err != nil {
+		return err
+	}
+	if version != 0 {
+		r.ImageVersion = version
+	}
+	if out == "" {
+		out = filepath.Join(root, "out", board)
+	}
+	if out, err = filepath.Abs(out); err != nil {
+		return err
+	}
+	var k bake.Keys
+	if keyDir == "" {
+		keyDir = filepath.Join(root, "out", "keys")
+		fmt.Fprintf(os.Stderr, "bake: using DEVELOPMENT keys in %s (pass -keys for production)\n", keyDir)
+		k, err = bake.DevKeys(keyDir)
+	} else if keyDir, err = filepath.Abs(keyDir); err == nil {
+		k, err = bake.LoadKeys(keyDir)
+	}
+	if err != nil {
+		return err
+	}
+	a, err := bake.Bake(ctx, bake.Options{Root: root, Recipe: r, Out: out, Keys: k})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("baked %s image version %d into %s\n  ROM:  %s %s %s\n  disk: %s\n",
+		board, r.ImageVersion, out, a.ROM.UBoot, a.ROM.DTB, a.ROM.FIT, a.Disk)
+	return nil
+}
+
+// repoRoot finds the folder holding go.mod, so the tool works from any
+// subfolder.
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("not inside the repository (no go.mod found)")
+		}
+		dir = parent
+	}
+}

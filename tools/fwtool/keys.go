@@ -1,0 +1,145 @@
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/boxswarm/boxswarm/firmware"
+)
+
+func runGenRoot(_ context.Context, args []string, stdout io.Writer) error {
+	fs := newFlags("genroot", "-out PREFIX")
+	out := fs.String("out", "", "write PREFIX.key (private, 0600) and PREFIX.pub")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	if err := required(fs, "out"); err != nil {
+		return err
+	}
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return err
+	}
+	if err := writeKeyPair(*out, priv, pub); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "root key %s written to %s.key and %s.pub\n", firmware.KeyIDOf(pub), *out, *out)
+	return nil
+}
+
+func runGenKey(_ context.Context, args []string, stdout io.Writer) error {
+	fs := newFlags("genkey", "-root ROOT.key -version N -out PREFIX [-board B] [-name S]")
+	root := fs.String("root", "", "the root private key that certifies the new key")
+	version := fs.Uint("version", 0, "key version (1 or more); raising the box's minimum revokes lower versions")
+	out := fs.String("out", "", "write PREFIX.key (private, 0600), PREFIX.pub and PREFIX.cert")
+	board := fs.String("board", "", "restrict the key to one board ID (default: any board)")
+	name := fs.String("name", "", "human-readable name stored in the certificate")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	if err := required(fs, "root", "out"); err != nil {
+		return err
+	}
+	if *version == 0 || *version > 1<<32-1 {
+		return fmt.Errorf("-version %d: want 1 to %d", *version, uint32(1<<32-1))
+	}
+	rootKey, err := readPrivateKey(*root)
+	if err != nil {
+		return err
+	}
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return err
+	}
+	cert := firmware.Certify(rootKey, firmware.Certificate{KeyVersion: uint32(*version), PublicKey: pub, BoardID: *board, Name: *name})
+	if err := writeKeyPair(*out, priv, pub); err != nil {
+		return err
+	}
+	if err := writeNew(*out+".cert", cert.MarshalPEM(), 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "signing key %s v%d certified by root %s, written to %s.{key,pub,cert}\n",
+		cert.KeyID(), *version, firmware.KeyIDOf(rootKey.Public().(ed25519.PublicKey)), *out)
+	return nil
+}
+
+func writeKeyPair(prefix string, priv ed25519.PrivateKey, pub ed25519.PublicKey) error {
+	privPEM, err := firmware.MarshalPrivateKeyPEM(priv)
+	if err != nil {
+		return err
+	}
+	pubPEM, err := firmware.MarshalPublicKeyPEM(pub)
+	if err != nil {
+		return err
+	}
+	if err := writeNew(prefix+".key", privPEM, 0o600); err != nil {
+		return err
+	}
+	return writeNew(prefix+".pub", pubPEM, 0o644)
+}
+
+// writeNew refuses to overwrite: a key file that exists may be the only
+// copy of a manufacturer's key.
+func writeNew(path string, data []byte, perm os.FileMode) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+	if err != nil {
+		return fmt.Errorf("create %s (existing keys are never overwritten): %w", path, err)
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("sync %s: %w", path, err)
+	}
+	return f.Close()
+}
+
+func readPrivateKey(path string) (ed25519.PrivateKey, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	k, err := firmware.ParsePrivateKeyPEM(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return k, nil
+}
+
+func readPublicKey(path string) (ed25519.PublicKey, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	k, err := firmware.ParsePublicKeyPEM(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return k, nil
+}
+
+func readSigner(keyPath, certPath string) (firmware.Signer, error) {
+	k, err := readPrivateKey(keyPath)
+	if err != nil {
+		return firmware.Signer{}, err
+	}
+	b, err := os.ReadFile(certPath)
+	if err != nil {
+		return firmware.Signer{}, err
+	}
+	c, err := firmware.ParseCertificatePEM(b)
+	if err != nil {
+		return firmware.Signer{}, fmt.Errorf("%s: %w", certPath, err)
+	}
+	s := firmware.Signer{Key: k, Certificate: c}
+	if err := s.Check(); err != nil {
+		return firmware.Signer{}, fmt.Errorf("%s and %s: %w", keyPath, certPath, err)
+	}
+	return s, nil
+}
