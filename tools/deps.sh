@@ -14,7 +14,7 @@ packages=(
 	# Go with cgo (the TPM simulator in unit tests)
 	gcc libc6-dev ca-certificates curl unzip
 	# cross-checks in tests: dm-verity, partition tables, root filesystems
-	cryptsetup-bin fdisk squashfs-tools openssl
+	cryptsetup-bin fdisk gdisk squashfs-tools openssl
 )
 
 missing=()

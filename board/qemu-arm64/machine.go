@@ -7,6 +7,7 @@ package qemuarm64
 import (
 	"fmt"
 	"strconv"
+	"strings"
 )
 
 // BoardID is the identifier firmware images for this board are signed for.
@@ -67,12 +68,12 @@ func (m Machine) Args() []string {
 	}
 	if m.Disk != "" {
 		a = append(a,
-			"-drive", "if=none,id=disk0,format=raw,cache=writeback,file="+m.Disk,
+			"-drive", "if=none,id=disk0,format=raw,cache=writeback,file="+optEscape(m.Disk),
 			"-device", "virtio-blk-pci,drive=disk0")
 	}
 	panel := "null"
 	if m.PanelPath != "" {
-		panel = "file,path=" + m.PanelPath
+		panel = "file,path=" + optEscape(m.PanelPath)
 	}
 	a = append(a,
 		"-device", "virtio-serial-pci",
@@ -80,7 +81,7 @@ func (m Machine) Args() []string {
 		"-device", "virtserialport,chardev=panel,name=front-panel")
 	if m.TPMSocket != "" {
 		a = append(a,
-			"-chardev", "socket,id=chrtpm,path="+m.TPMSocket,
+			"-chardev", "socket,id=chrtpm,path="+optEscape(m.TPMSocket),
 			"-tpmdev", "emulator,id=tpm0,chardev=chrtpm",
 			"-device", "tpm-tis-device,tpmdev=tpm0")
 	}
@@ -91,7 +92,7 @@ func (m Machine) Args() []string {
 		a = append(a, "-dtb", m.DTB)
 	}
 	if m.FIT != "" {
-		a = append(a, "-device", fmt.Sprintf("loader,file=%s,addr=%#x,force-raw=on", m.FIT, FITAddress))
+		a = append(a, "-device", fmt.Sprintf("loader,file=%s,addr=%#x,force-raw=on", optEscape(m.FIT), FITAddress))
 	}
 	if m.Kernel != "" {
 		a = append(a, "-kernel", m.Kernel)
@@ -104,3 +105,7 @@ func (m Machine) Args() []string {
 	}
 	return a
 }
+
+// optEscape doubles commas, QEMU's escape inside a comma-separated option
+// list, so any file name can be passed.
+func optEscape(s string) string { return strings.ReplaceAll(s, ",", ",,") }

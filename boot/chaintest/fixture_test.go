@@ -19,9 +19,9 @@ import (
 	qemuarm64 "github.com/boxswarm/boxswarm/board/qemu-arm64"
 	"github.com/boxswarm/boxswarm/board/qemu-arm64/vm"
 	"github.com/boxswarm/boxswarm/board/qemu-arm64/vm/nbd"
+	"github.com/boxswarm/boxswarm/boot/supervisor"
 	"github.com/boxswarm/boxswarm/firmware"
 	"github.com/boxswarm/boxswarm/firmware/bootctl"
-	"github.com/boxswarm/boxswarm/boot/supervisor"
 	"github.com/boxswarm/boxswarm/images/bake"
 )
 
@@ -211,6 +211,10 @@ func (f *fixture) boot(t *testing.T, disk, tpmState string) result {
 			r.floorsKey, _ = strconv.Atoi(m[2])
 			r.pcr, r.pcrMatches = m[3], m[4] == "matches"
 		}
+		// The panel line is written just before the marker, through QEMU.
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		v.WaitPanel(pctx, "PANEL RUNNING")
+		cancel()
 		v.Kill() // a power cut: everything the box needed is already on disk
 	default:
 		r.refused = strings.TrimPrefix(line, "BOOT REFUSED: ")

@@ -6,8 +6,10 @@ import (
 	"os"
 	"testing"
 
+	"github.com/boxswarm/boxswarm/firmware"
 	"github.com/boxswarm/boxswarm/firmware/bootctl"
 	"github.com/boxswarm/boxswarm/firmware/slotdisk"
+	"github.com/boxswarm/boxswarm/firmware/update"
 )
 
 func newRoot(t *testing.T) ed25519.PrivateKey {
@@ -56,4 +58,29 @@ func setState(t *testing.T, disk string, st bootctl.State) {
 	if err := l.SaveState(f, st); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// install writes an image into the inactive slot of a disk image on trial.
+func (f *fixture) install(t *testing.T, disk string, img []byte) {
+	t.Helper()
+	fh, err := os.OpenFile(disk, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fh.Close()
+	d := sizedFile{fh}
+	p := firmware.Policy{RootKey: f.root.Public().(ed25519.PublicKey), BoardID: f.art.Recipe.Board}
+	if err := update.Install(d, img, update.Options{Slot: bootctl.SlotB, Policy: p}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+type sizedFile struct{ *os.File }
+
+func (s sizedFile) Size() int64 {
+	st, err := s.Stat()
+	if err != nil {
+		return 0
+	}
+	return st.Size()
 }

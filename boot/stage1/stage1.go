@@ -17,7 +17,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/google/go-tpm/tpm2/transport"
 
@@ -141,7 +143,14 @@ func Run(ctx context.Context, c Config) error {
 		// The record only orders the attempts; verification decides.
 		log.Warn("boot control record unreadable, trying every slot", "err", err)
 	}
+	// The record orders the attempts; a slot it rules out is still tried
+	// last, because the record is not trusted and verification decides.
 	order := state.BootOrder()
+	for _, s := range []bootctl.Slot{bootctl.SlotA, bootctl.SlotB} {
+		if !slices.Contains(order, s) {
+			order = append(order, s)
+		}
+	}
 	log.Info("boot order", "slots", fmt.Sprint(order))
 
 	refusal := &Refusal{}
@@ -157,6 +166,7 @@ func Run(ctx context.Context, c Config) error {
 			}
 		}
 		part := layout.Slots[slot]
+		started := time.Now()
 		v, err := firmware.LoadSlot(layout.Slot(c.Disk, slot), part.Size(), policy)
 		if err != nil {
 			log.Error("slot rejected", "slot", slot, "err", err)
@@ -169,7 +179,7 @@ func Run(ctx context.Context, c Config) error {
 		}
 		log.Info("slot verified", "slot", slot, "image_version", v.Manifest.ImageVersion,
 			"key", v.Manifest.KeyID, "key_version", v.Manifest.KeyVersion, "trial", trial,
-			"manifest_sha256", hex.EncodeToString(v.Digest[:]))
+			"manifest_sha256", hex.EncodeToString(v.Digest[:]), "took", time.Since(started).Round(time.Millisecond))
 		if err := seal(ctx, c.TPM, store, v, !trial, log); err != nil {
 			return refuse("TPM: %w", err)
 		}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
+	"log/slog"
 	"os"
 	"strconv"
 	"strings"
@@ -70,6 +71,7 @@ func newDisk(t *testing.T, a, b []byte, st bootctl.State) *memDisk {
 }
 
 type box struct {
+	log       *slog.Logger
 	disk      *memDisk
 	sim       *simulator.Simulator
 	tpm       transport.TPM
@@ -89,7 +91,7 @@ func (b *box) boot(t *testing.T, minKey uint32) error {
 	t.Helper()
 	return Run(context.Background(), Config{
 		RootKey: root.Public().(ed25519.PublicKey), BoardID: "test", MinKeyVersion: minKey,
-		Disk: b.disk, DiskDevice: "/dev/vda", TPM: b.tpm,
+		Disk: b.disk, DiskDevice: "/dev/vda", TPM: b.tpm, Log: b.log,
 		Execute: func(_ context.Context, h Handover) error {
 			b.handovers = append(b.handovers, h)
 			return errors.New("test: no kexec")
@@ -239,13 +241,20 @@ func TestTrialThatReportsHealthy(t *testing.T) {
 	if f := b.floors(t); f.ImageVersion != 2 {
 		t.Fatalf("floors = %+v after the update proved itself, want image 2", f)
 	}
-	// The old image can no longer boot, even if chosen.
+	// The old image can no longer boot, even when the record prefers it:
+	// stage one refuses it and falls back to the new one.
 	st = b.state(t)
-	st.MarkBad(bootctl.SlotB)
+	st.Slots[bootctl.SlotA] = bootctl.SlotState{Priority: 3, Successful: true}
 	l.SaveState(b.disk, st)
 	b.reboot(t)
-	if err := b.boot(t, 1); !errors.Is(err, firmware.ErrRollback) {
-		t.Fatalf("old image after the update: %v, want a rollback refusal", err)
+	var logs bytes.Buffer
+	b.log = slog.New(slog.NewTextHandler(&logs, nil))
+	b.boot(t, 1)
+	if _, p := b.handedOver(t); p.Slot != bootctl.SlotB {
+		t.Errorf("booted slot %s, want B", p.Slot)
+	}
+	if !strings.Contains(logs.String(), "slot rejected") || !strings.Contains(logs.String(), "rollback") {
+		t.Errorf("slot A was not refused for rollback:\n%s", logs.String())
 	}
 }
 

@@ -27,20 +27,26 @@ func main() {
 	out := flag.String("out", "", "output folder (default out/<board>)")
 	keys := flag.String("keys", "", "manufacturer key folder (default: development keys in out/keys)")
 	version := flag.Uint64("version", 0, "override the recipe's image version")
+	noVerify := flag.Bool("insecure-noverify", false, "build a stage one that skips signature and hash checks, to measure what they cost; NEVER flash it")
 	flag.Usage = func() {
-		fmt.Fprintf(flag.CommandLine.Output(), "usage: bake [-board B] [-out DIR] [-keys DIR] [-version N]\n")
+		fmt.Fprintf(flag.CommandLine.Output(), "usage: bake [-board B] [-out DIR] [-keys DIR] [-version N] [-insecure-noverify]\n")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	if err := run(ctx, *board, *out, *keys, *version); err != nil {
+	var tags []string
+	if *noVerify {
+		fmt.Fprintln(os.Stderr, "bake: WARNING: stage one will NOT verify firmware (-insecure-noverify); for measurements only")
+		tags = append(tags, "insecure_noverify")
+	}
+	if err := run(ctx, *board, *out, *keys, *version, tags); err != nil {
 		fmt.Fprintf(os.Stderr, "bake: %v\n", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, board, out, keyDir string, version uint64) error {
+func run(ctx context.Context, board, out, keyDir string, version uint64, tags []string) error {
 	root, err := repoRoot()
 	if err != nil {
 		return err
@@ -69,7 +75,7 @@ func run(ctx context.Context, board, out, keyDir string, version uint64) error {
 	if err != nil {
 		return err
 	}
-	a, err := bake.Bake(ctx, bake.Options{Root: root, Recipe: r, Out: out, Keys: k})
+	a, err := bake.Bake(ctx, bake.Options{Root: root, Recipe: r, Out: out, Keys: k, Stage1Tags: tags})
 	if err != nil {
 		return err
 	}

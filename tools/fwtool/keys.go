@@ -8,11 +8,12 @@ import (
 	"io"
 	"os"
 
+	"github.com/boxswarm/boxswarm/board/qemu-arm64/rom"
 	"github.com/boxswarm/boxswarm/firmware"
 )
 
-func runGenRoot(_ context.Context, args []string, stdout io.Writer) error {
-	fs := newFlags("genroot", "-out PREFIX")
+func runGenRoot(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("genroot", "-out PREFIX", stderr)
 	out := fs.String("out", "", "write PREFIX.key (private, 0600) and PREFIX.pub")
 	if err := parse(fs, args, 0); err != nil {
 		return err
@@ -31,8 +32,8 @@ func runGenRoot(_ context.Context, args []string, stdout io.Writer) error {
 	return nil
 }
 
-func runGenKey(_ context.Context, args []string, stdout io.Writer) error {
-	fs := newFlags("genkey", "-root ROOT.key -version N -out PREFIX [-board B] [-name S]")
+func runGenKey(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("genkey", "-root ROOT.key -version N -out PREFIX [-board B] [-name S]", stderr)
 	root := fs.String("root", "", "the root private key that certifies the new key")
 	version := fs.Uint("version", 0, "key version (1 or more); raising the box's minimum revokes lower versions")
 	out := fs.String("out", "", "write PREFIX.key (private, 0600), PREFIX.pub and PREFIX.cert")
@@ -64,6 +65,23 @@ func runGenKey(_ context.Context, args []string, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "signing key %s v%d certified by root %s, written to %s.{key,pub,cert}\n",
 		cert.KeyID(), *version, firmware.KeyIDOf(rootKey.Public().(ed25519.PublicKey)), *out)
+	return nil
+}
+
+func runGenROMKey(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("genromkey", "-dir DIR [-name rom]", stderr)
+	dir := fs.String("dir", "", "key folder; writes NAME.key (private, 0600) and NAME.crt")
+	name := fs.String("name", "rom", "key name, as the image baker expects it")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	if err := required(fs, "dir"); err != nil {
+		return err
+	}
+	if err := rom.GenerateKey(*dir, *name); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "ROM stand-in key %s/%s.{key,crt} ready (existing keys are kept)\n", *dir, *name)
 	return nil
 }
 

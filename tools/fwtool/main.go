@@ -3,7 +3,8 @@
 // slot of a disk image.
 //
 //	fwtool genroot  -out keys/root
-//	fwtool genkey   -root keys/root.key -version 1 -out keys/signing-v1
+//	fwtool genkey   -root keys/root.key -version 1 -out keys/signing
+//	fwtool genromkey -dir keys
 //	fwtool sign     -key keys/signing-v1.key -cert keys/signing-v1.cert -board qemu-arm64 -version 3 \
 //	                -kernel Image -initramfs stage2.cpio -cmdline "console=ttyAMA0" -out slot.img
 //	fwtool verify   -root keys/root.pub -board qemu-arm64 slot.img
@@ -25,12 +26,13 @@ import (
 
 type command struct {
 	name, summary string
-	run           func(ctx context.Context, args []string, stdout io.Writer) error
+	run           func(ctx context.Context, args []string, stdout, stderr io.Writer) error
 }
 
 var commands = []command{
 	{"genroot", "generate the ROM root key pair", runGenRoot},
 	{"genkey", "generate a signing key and certify it with the root key", runGenKey},
+	{"genromkey", "generate the RSA key the QEMU board's ROM stand-in (U-Boot) checks", runGenROMKey},
 	{"sign", "lay out and sign a firmware image", runSign},
 	{"verify", "verify an image as the box would", runVerify},
 	{"inspect", "print an image in human-readable form", runInspect},
@@ -62,7 +64,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if c.name != args[0] {
 			continue
 		}
-		err := c.run(ctx, args[1:], stdout)
+		err := c.run(ctx, args[1:], stdout, stderr)
 		switch {
 		case err == nil:
 			return 0
@@ -79,8 +81,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 // newFlags returns a flag set whose errors are reported once, by the set.
-func newFlags(name, synopsis string) *flag.FlagSet {
+func newFlags(name, synopsis string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: fwtool %s %s\n", name, synopsis)
 		fs.PrintDefaults()

@@ -11,8 +11,8 @@ import (
 	"github.com/boxswarm/boxswarm/firmware"
 )
 
-func runSign(_ context.Context, args []string, stdout io.Writer) error {
-	fs := newFlags("sign", "-key K -cert C -board B -version N -kernel F -initramfs F [-dtb F] [-cmdline S] [-rootfs F] [-bom F] -out F")
+func runSign(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("sign", "-key K -cert C -board B -version N -kernel F -initramfs F [-dtb F] [-cmdline S] [-rootfs F] [-bom F] -out F", stderr)
 	keyPath := fs.String("key", "", "signing private key")
 	certPath := fs.String("cert", "", "the signing key's certificate")
 	board := fs.String("board", "", "board ID the image is for")

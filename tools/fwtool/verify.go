@@ -13,8 +13,8 @@ import (
 	"github.com/boxswarm/boxswarm/firmware/verity"
 )
 
-func runVerify(_ context.Context, args []string, stdout io.Writer) error {
-	fs := newFlags("verify", "-root ROOT.pub -board B [-min-key-version N] [-min-image-version N] IMAGE")
+func runVerify(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("verify", "-root ROOT.pub -board B [-min-key-version N] [-min-image-version N] IMAGE", stderr)
 	root := fs.String("root", "", "the ROM root public key")
 	board := fs.String("board", "", "board ID the box has")
 	minKey := fs.Uint("min-key-version", 0, "the box's minimum signing-key version")
@@ -74,8 +74,8 @@ func checkRootFS(r io.ReaderAt, c firmware.Component) error {
 	return nil
 }
 
-func runInspect(_ context.Context, args []string, stdout io.Writer) error {
-	fs := newFlags("inspect", "[-root ROOT.pub] IMAGE")
+func runInspect(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("inspect", "[-root ROOT.pub] IMAGE", stderr)
 	root := fs.String("root", "", "also check signatures against this ROM root public key")
 	if err := parse(fs, args, 1); err != nil {
 		return err

@@ -31,8 +31,7 @@ type Config struct {
 	// TPMState is the swtpm state folder; it persists between runs like
 	// the chip's NV memory. Empty means the box has no TPM.
 	TPMState string
-	// Dir holds the run's sockets, logs and panel file; a temporary
-	// folder if empty.
+	// Dir holds the run's logs; a temporary folder if empty.
 	Dir string
 	// Console, if set, receives a copy of the serial console as it comes.
 	Console io.Writer
@@ -40,12 +39,13 @@ type Config struct {
 
 // VM is a running box.
 type VM struct {
-	dir    string
-	cmd    *exec.Cmd
-	swtpm  *exec.Cmd
-	done   chan struct{} // closed when QEMU has exited and its output is read
-	err    error         // QEMU's exit status, valid after done
-	tmpDir bool
+	dir     string
+	private string // sockets and the panel file: a short path, kept until Close
+	cmd     *exec.Cmd
+	swtpm   *exec.Cmd
+	done    chan struct{} // closed when QEMU has exited and its output is read
+	err     error         // QEMU's exit status, valid after done
+	tmpDir  bool
 
 	mu      sync.Mutex
 	lines   []string
@@ -65,8 +65,16 @@ func Start(ctx context.Context, c Config) (*VM, error) {
 	} else if err := os.MkdirAll(v.dir, 0o755); err != nil {
 		return nil, err
 	}
+	// Socket paths are limited to 107 bytes, so sockets (and, with them,
+	// the panel file) live in a short private folder.
+	private, err := os.MkdirTemp("", "vm")
+	if err != nil {
+		v.cleanup()
+		return nil, err
+	}
+	v.private = private
 	m := c.Machine
-	m.PanelPath = filepath.Join(v.dir, "panel.txt")
+	m.PanelPath = filepath.Join(v.private, "panel.txt")
 	if err := os.WriteFile(m.PanelPath, nil, 0o644); err != nil {
 		return nil, err
 	}
@@ -124,11 +132,21 @@ func (v *VM) startTPM(ctx context.Context, state string) (string, error) {
 	if err := os.MkdirAll(state, 0o700); err != nil {
 		return "", err
 	}
-	sock := filepath.Join(v.dir, "swtpm.sock")
+	sock := filepath.Join(v.private, "swtpm")
+	// swtpm splits its options at ',' with no escape: reach the state
+	// folder through a link with a plain name.
+	link := filepath.Join(v.private, "tpmstate")
+	abs, err := filepath.Abs(state)
+	if err != nil {
+		return "", err
+	}
+	if err := os.Symlink(abs, link); err != nil {
+		return "", err
+	}
 	cmd := exec.CommandContext(ctx, "swtpm", "socket", "--tpm2",
-		"--tpmstate", "dir="+state,
+		"--tpmstate", "dir="+link,
 		"--ctrl", "type=unixio,path="+sock,
-		"--log", "file="+filepath.Join(v.dir, "swtpm.log")+",level=1",
+		"--log", "file="+filepath.Join(v.private, "swtpm.log")+",level=1",
 		"--terminate")
 	if err := cmd.Start(); err != nil {
 		return "", fmt.Errorf("start swtpm: %w", err)
@@ -140,7 +158,8 @@ func (v *VM) startTPM(ctx context.Context, state string) (string, error) {
 			return sock, nil
 		}
 		if time.Now().After(deadline) {
-			return "", fmt.Errorf("swtpm did not create %s within 10 s (see %s)", sock, filepath.Join(v.dir, "swtpm.log"))
+			log, _ := os.ReadFile(filepath.Join(v.private, "swtpm.log"))
+			return "", fmt.Errorf("swtpm did not create %s within 10 s: %s", sock, log)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -231,14 +250,29 @@ func (v *VM) Console() string {
 
 // Panel returns what the box has written to its front panel.
 func (v *VM) Panel() string {
-	b, _ := os.ReadFile(filepath.Join(v.dir, "panel.txt"))
+	b, _ := os.ReadFile(filepath.Join(v.private, "panel.txt"))
 	return string(b)
+}
+
+// WaitPanel waits until the front panel shows text.
+func (v *VM) WaitPanel(ctx context.Context, text string) error {
+	for !strings.Contains(v.Panel(), text) {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("front panel never showed %q: %w", text, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return nil
 }
 
 // Dir is the run's folder (logs, panel file).
 func (v *VM) Dir() string { return v.dir }
 
 func (v *VM) cleanup() {
+	if v.private != "" {
+		os.RemoveAll(v.private)
+	}
 	if v.tmpDir {
 		os.RemoveAll(v.dir)
 	}

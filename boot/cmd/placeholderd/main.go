@@ -6,12 +6,12 @@ package main
 import (
 	"flag"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
 
+	"github.com/boxswarm/boxswarm/boot/console"
 	"github.com/boxswarm/boxswarm/boot/supervisor"
 )
 
@@ -20,12 +20,7 @@ func main() {
 	neverReady := flag.Bool("never-ready", false, "never report ready (tests a trial image that fails)")
 	exitAfter := flag.Duration("exit-after", 0, "exit with status 1 after this long (tests restarts); 0 runs forever")
 	flag.Parse()
-	log := slog.New(slog.NewTextHandler(os.Stdout, &slog.HandlerOptions{ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
-		if a.Key == slog.TimeKey {
-			return slog.Attr{}
-		}
-		return a
-	}}))
+	log := console.Logger(os.Stdout, "")
 	log.Info("placeholder daemon: the transfer daemon and player replace it in later releases")
 	if *exitAfter > 0 {
 		time.AfterFunc(*exitAfter, func() {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/boxswarm/boxswarm/board"
 	qemuarm64 "github.com/boxswarm/boxswarm/board/qemu-arm64"
+	"github.com/boxswarm/boxswarm/boot/console"
 	"github.com/boxswarm/boxswarm/boot/rom"
 	"github.com/boxswarm/boxswarm/boot/stage1"
 	"github.com/boxswarm/boxswarm/firmware/rollback"
@@ -27,15 +28,7 @@ const RefusedMarker = "BOOT REFUSED: "
 
 func main() {
 	ctx := context.Background()
-	console := os.Stdout
-	log := slog.New(slog.NewTextHandler(&prefixWriter{prefix: "stage1: ", w: console}, &slog.HandlerOptions{
-		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
-			if a.Key == slog.TimeKey {
-				return slog.Attr{} // the console has no trustworthy clock yet
-			}
-			return a
-		},
-	}))
+	log := console.Logger(os.Stdout, "stage1: ")
 	b := qemuarm64.Board{}
 	panel := openPanel(ctx, b, log)
 
@@ -43,10 +36,10 @@ func main() {
 	// the process must never exit, or init would look for a shell.
 	defer func() {
 		if r := recover(); r != nil {
-			refuse(ctx, console, panel, b, fmt.Errorf("internal error: %v", r))
+			refuse(ctx, os.Stdout, panel, b, fmt.Errorf("internal error: %v", r))
 		}
 	}()
-	refuse(ctx, console, panel, b, boot(ctx, b, panel, log))
+	refuse(ctx, os.Stdout, panel, b, boot(ctx, b, panel, log))
 }
 
 func boot(ctx context.Context, b board.Board, panel board.Panel, log *slog.Logger) error {
@@ -129,18 +122,4 @@ func openTPM(ctx context.Context, wait time.Duration) (transport.TPMCloser, erro
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-}
-
-// prefixWriter starts every line with a prefix, so stage one's lines stand
-// out among the kernel's on a shared console.
-type prefixWriter struct {
-	prefix string
-	w      io.Writer
-}
-
-func (p *prefixWriter) Write(b []byte) (int, error) {
-	if _, err := io.WriteString(p.w, p.prefix+string(b)); err != nil {
-		return 0, err
-	}
-	return len(b), nil
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/boxswarm/boxswarm/board"
 	qemuarm64 "github.com/boxswarm/boxswarm/board/qemu-arm64"
+	bootconsole "github.com/boxswarm/boxswarm/boot/console"
 	"github.com/boxswarm/boxswarm/boot/handoff"
 	"github.com/boxswarm/boxswarm/boot/supervisor"
 	"github.com/boxswarm/boxswarm/firmware/rollback"
@@ -37,7 +38,7 @@ const ConfigPath = "/etc/supervisor.json"
 func main() {
 	console := os.Stdout
 	fmt.Fprintln(console, "stage2: init starting")
-	log := slog.New(slog.NewTextHandler(console, &slog.HandlerOptions{ReplaceAttr: dropTime}))
+	log := bootconsole.Logger(console, "stage2: ")
 	if err := run(context.Background(), console, log); err != nil {
 		fmt.Fprintf(console, "%s%v\n", unhealthyMarker, err)
 	}
@@ -48,13 +49,6 @@ func main() {
 		fmt.Fprintf(console, "stage2: %v\n", err)
 	}
 	select {}
-}
-
-func dropTime(_ []string, a slog.Attr) slog.Attr {
-	if a.Key == slog.TimeKey {
-		return slog.Attr{}
-	}
-	return a
 }
 
 func run(ctx context.Context, console io.Writer, log *slog.Logger) error {
