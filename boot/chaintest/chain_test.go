@@ -4,14 +4,20 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/boxswarm/boxswarm/board/qemu-arm64/vm/nbd"
 	"github.com/boxswarm/boxswarm/firmware"
 	"github.com/boxswarm/boxswarm/firmware/bootctl"
 	"github.com/boxswarm/boxswarm/firmware/rollback"
 	"github.com/boxswarm/boxswarm/firmware/slotdisk"
+	"github.com/boxswarm/boxswarm/images/bake"
 )
 
 // proven is a boot-control record where the given slots hold images that
@@ -390,4 +396,60 @@ func TestMeasuredBoot(t *testing.T) {
 	if r.pcr != hex.EncodeToString(want[:]) {
 		t.Errorf("PCR 8 = %s, want %x", r.pcr, want)
 	}
+}
+
+// TestVerityRootFS hands the second stage a root filesystem that stage one
+// never reads: the kernel checks each block through dm-verity against the
+// root hash in the signed manifest, so a changed block reads as an error.
+func TestVerityRootFS(t *testing.T) {
+	f := load(t)
+	nonce := fmt.Sprintf("verified-rootfs-%d", time.Now().UnixNano())
+	src := t.TempDir()
+	os.MkdirAll(filepath.Join(src, "etc"), 0o755)
+	os.WriteFile(filepath.Join(src, "etc", "boxswarm-release"), []byte(nonce+"\n"), 0o644)
+	sqsh := filepath.Join(t.TempDir(), "rootfs.sqsh")
+	// Uncompressed, so the test can find the file's bytes to change them.
+	if out, err := exec.Command("mksquashfs", src, sqsh, "-noappend", "-all-root", "-noI", "-noD", "-noF", "-no-xattrs", "-quiet").CombinedOutput(); err != nil {
+		t.Fatalf("mksquashfs (Debian squashfs-tools): %v\n%s", err, out)
+	}
+	fs, err := os.ReadFile(sqsh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec, err := bake.Spec(f.art.Recipe, 1, f.art.Kernel, f.art.Stage2, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec.RootFS, spec.VeritySalt = fs, []byte("test salt")
+	img, m, err := firmware.BuildImage(spec, f.signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Run("intact", func(t *testing.T) {
+		t.Parallel()
+		r := f.boot(t, f.disk(t, img, nil, proven(bootctl.SlotA)), t.TempDir())
+		expectOK(t, r, "A", 1)
+		if !strings.Contains(r.console, "root filesystem mounted through dm-verity") || !strings.Contains(r.console, nonce) {
+			t.Errorf("the verified root filesystem was not readable:\n%s", r.console)
+		}
+	})
+	t.Run("one changed byte", func(t *testing.T) {
+		t.Parallel()
+		c, _ := m.Component(firmware.RootFS)
+		at := bytes.Index(img[c.Offset:c.Offset+c.Size], []byte(nonce))
+		if at < 0 {
+			t.Fatal("release file not found in the root filesystem image")
+		}
+		bad := append([]byte(nil), img...)
+		bad[int(c.Offset)+at] ^= 0x01
+		r := f.boot(t, f.disk(t, bad, nil, proven(bootctl.SlotA)), t.TempDir())
+		// Stage one does not read the root filesystem, so the box boots; the
+		// kernel refuses the changed block when it is read.
+		if strings.Contains(r.console, nonce[1:]) {
+			t.Errorf("changed root filesystem data was read:\n%s", r.console)
+		}
+		if !strings.Contains(r.console, "input/output error") || !strings.Contains(r.console, "is corrupted") {
+			t.Errorf("no verity error for the changed block:\n%s", r.console)
+		}
+	})
 }

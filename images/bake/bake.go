@@ -173,15 +173,24 @@ func FactoryState() bootctl.State {
 // Sign builds the signed slot image from a kernel and second-stage
 // initramfs on disk.
 func Sign(s firmware.Signer, r images.Recipe, version uint64, kernel, stage2 string, bom []byte) ([]byte, *firmware.Manifest, error) {
-	k, err := os.ReadFile(kernel)
+	spec, err := Spec(r, version, kernel, stage2, bom)
 	if err != nil {
 		return nil, nil, err
+	}
+	return firmware.BuildImage(spec, s)
+}
+
+// Spec is what Sign signs, for callers that add to it (a root filesystem).
+func Spec(r images.Recipe, version uint64, kernel, stage2 string, bom []byte) (firmware.ImageSpec, error) {
+	k, err := os.ReadFile(kernel)
+	if err != nil {
+		return firmware.ImageSpec{}, err
 	}
 	i, err := os.ReadFile(stage2)
 	if err != nil {
-		return nil, nil, err
+		return firmware.ImageSpec{}, err
 	}
-	return firmware.BuildImage(firmware.ImageSpec{
+	return firmware.ImageSpec{
 		BoardID:      r.Board,
 		ImageVersion: version,
 		Build:        buildString(r, version),
@@ -189,7 +198,7 @@ func Sign(s firmware.Signer, r images.Recipe, version uint64, kernel, stage2 str
 		Kernel:       k,
 		Initramfs:    i,
 		Cmdline:      r.Stage2.Cmdline,
-	}, s)
+	}, nil
 }
 
 func buildString(r images.Recipe, version uint64) string {

@@ -13,6 +13,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -64,6 +66,11 @@ func run(ctx context.Context, console io.Writer, log *slog.Logger) error {
 		return err
 	}
 	log.Info("second stage", "slot", params.Slot, "version", params.Version, "trial", params.Trial)
+	if params.RootFS != "" {
+		if err := mountRootFS(params.RootFS, log); err != nil {
+			return fmt.Errorf("root filesystem: %w", err)
+		}
+	}
 	cfg, err := supervisor.LoadConfig(ConfigPath)
 	if err != nil {
 		return err
@@ -131,6 +138,37 @@ func mountBasics() error {
 		}
 	}
 	return nil
+}
+
+// RootFSDir is where the verified root filesystem is mounted.
+const RootFSDir = "/rootfs"
+
+// mountRootFS mounts the dm-verity device stage one set up, read-only: every
+// block read from it is checked against the root hash in the manifest, and
+// a changed block reads as an I/O error, never as data.
+func mountRootFS(name string, log *slog.Logger) error {
+	devs, _ := filepath.Glob("/sys/block/dm-*/dm/name")
+	for _, n := range devs {
+		b, err := os.ReadFile(n)
+		if err != nil || strings.TrimSpace(string(b)) != name {
+			continue
+		}
+		dev := "/dev/" + filepath.Base(filepath.Dir(filepath.Dir(n)))
+		if err := os.MkdirAll(RootFSDir, 0o755); err != nil {
+			return err
+		}
+		if err := unix.Mount(dev, RootFSDir, "squashfs", unix.MS_RDONLY|unix.MS_NODEV|unix.MS_NOSUID, ""); err != nil {
+			return fmt.Errorf("mount %s (%s): %w", dev, name, err)
+		}
+		log.Info("root filesystem mounted through dm-verity", "device", dev, "at", RootFSDir)
+		if rel, err := os.ReadFile(filepath.Join(RootFSDir, "etc/boxswarm-release")); err != nil {
+			log.Error("reading the root filesystem", "err", err)
+		} else {
+			log.Info("root filesystem release", "release", strings.TrimSpace(string(rel)))
+		}
+		return nil
+	}
+	return fmt.Errorf("device-mapper device %q not found: the kernel did not set up dm-verity", name)
 }
 
 // markGood records the healthy boot, which is what lets stage one move the
