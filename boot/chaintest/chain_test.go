@@ -16,7 +16,6 @@ import (
 	"github.com/boxswarm/boxswarm/firmware"
 	"github.com/boxswarm/boxswarm/firmware/bootctl"
 	"github.com/boxswarm/boxswarm/firmware/rollback"
-	"github.com/boxswarm/boxswarm/firmware/slotdisk"
 	"github.com/boxswarm/boxswarm/images/bake"
 )
 
@@ -224,15 +223,10 @@ func TestSlotFallback(t *testing.T) {
 	t.Run("no slots on the disk", func(t *testing.T) {
 		t.Parallel()
 		empty := f.disk(t, nil, nil, proven())
-		blank := make([]byte, 4096)
-		fh, err := openRW(empty)
-		if err != nil {
-			t.Fatal(err)
-		}
-		fh.WriteAt(blank, 0)   // the protective MBR
-		fh.WriteAt(blank, 512) // the primary GPT header
-		fh.WriteAt(blank, fh.size()-512)
-		fh.Close()
+		d, _ := openDisk(t, empty)
+		blank := make([]byte, 1024)
+		d.WriteAt(blank, 0)             // the protective MBR and the primary GPT header
+		d.WriteAt(blank, d.Size()-1024) // the backup header
 		r := f.boot(t, empty, t.TempDir())
 		expectRefused(t, r, "no disk with firmware slots")
 	})
@@ -330,29 +324,17 @@ func TestDiskThatChangesItsAnswer(t *testing.T) {
 	copy(evil[c.Offset:], strings.Replace(string(good[c.Offset:c.Offset+c.Size]), "GOOD", "EVIL", 1))
 	diskPath := f.disk(t, good, nil, proven(bootctl.SlotA))
 	evilPath := f.disk(t, evil, nil, proven(bootctl.SlotA))
-	fh, err := openRW(diskPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := slotdisk.ReadLayout(fh.f, fh.size())
-	fh.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, l := openDisk(t, diskPath)
 	base := l.Slots[bootctl.SlotA].Offset()
 	var regions []nbd.Region
 	for _, c := range o.comp {
 		regions = append(regions, nbd.Region{Off: base + int64(c.Offset), Len: int64(c.Size)})
 	}
 	regions = append(regions, nbd.Region{Off: base, Len: firmware.ReservedSize})
-	evilFile, err := openRW(evilPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer evilFile.Close()
+	evilFile, _ := openDisk(t, evilPath)
 
 	t.Run("good first, evil after", func(t *testing.T) {
-		hook, err := nbd.FlipAfterFirstRead(regions, evilFile.f)
+		hook, err := nbd.FlipAfterFirstRead(regions, evilFile)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -371,7 +353,7 @@ func TestDiskThatChangesItsAnswer(t *testing.T) {
 		}
 	})
 	t.Run("evil first, good after", func(t *testing.T) {
-		hook, err := nbd.FlipOnFirstRead(regions, evilFile.f)
+		hook, err := nbd.FlipOnFirstRead(regions, evilFile)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -22,6 +22,7 @@ import (
 	"github.com/boxswarm/boxswarm/boot/supervisor"
 	"github.com/boxswarm/boxswarm/firmware"
 	"github.com/boxswarm/boxswarm/firmware/bootctl"
+	"github.com/boxswarm/boxswarm/firmware/keyfile"
 	"github.com/boxswarm/boxswarm/images/bake"
 )
 
@@ -65,15 +66,11 @@ func newFixture(dir string) (*fixture, error) {
 	if err != nil {
 		return nil, err
 	}
-	kb, err := os.ReadFile(filepath.Join(a.KeyDir, bake.RootKeyFile))
+	root, err := keyfile.ReadPrivateKey(filepath.Join(a.KeyDir, bake.RootKeyFile))
 	if err != nil {
 		return nil, fmt.Errorf("the boot-chain tests sign variants with the development root key: %w", err)
 	}
-	root, err := firmware.ParsePrivateKeyPEM(kb)
-	if err != nil {
-		return nil, err
-	}
-	s, err := bake.ReadSigner(filepath.Join(a.KeyDir, bake.SigningKeyFile), filepath.Join(a.KeyDir, bake.SigningCertFile))
+	s, err := keyfile.ReadSigner(filepath.Join(a.KeyDir, bake.SigningKeyFile), filepath.Join(a.KeyDir, bake.SigningCertFile))
 	if err != nil {
 		return nil, err
 	}

@@ -3,7 +3,6 @@ package chaintest
 import (
 	"crypto/ed25519"
 	"crypto/sha256"
-	"os"
 	"testing"
 
 	"github.com/boxswarm/boxswarm/firmware"
@@ -22,39 +21,25 @@ func newRoot(t *testing.T) ed25519.PrivateKey {
 
 func sha256Of(b []byte) [32]byte { return sha256.Sum256(b) }
 
-type rwFile struct{ f *os.File }
-
-func openRW(path string) (*rwFile, error) {
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
+// openDisk opens a disk image and reads its layout.
+func openDisk(t *testing.T, path string) (slotdisk.File, slotdisk.Layout) {
+	t.Helper()
+	f, err := slotdisk.OpenFile(path)
 	if err != nil {
-		return nil, err
+		t.Fatal(err)
 	}
-	return &rwFile{f}, nil
-}
-
-func (r *rwFile) WriteAt(b []byte, off int64) (int, error) { return r.f.WriteAt(b, off) }
-func (r *rwFile) size() int64 {
-	st, err := r.f.Stat()
+	t.Cleanup(func() { f.Close() })
+	l, err := slotdisk.ReadLayout(f, f.Size())
 	if err != nil {
-		return 0
+		t.Fatal(err)
 	}
-	return st.Size()
+	return f, l
 }
-func (r *rwFile) Close() error { return r.f.Close() }
 
 // setState rewrites a disk image's boot-control record.
 func setState(t *testing.T, disk string, st bootctl.State) {
 	t.Helper()
-	f, err := os.OpenFile(disk, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	fi, _ := f.Stat()
-	l, err := slotdisk.ReadLayout(f, fi.Size())
-	if err != nil {
-		t.Fatal(err)
-	}
+	f, l := openDisk(t, disk)
 	if err := l.SaveState(f, st); err != nil {
 		t.Fatal(err)
 	}
@@ -63,24 +48,9 @@ func setState(t *testing.T, disk string, st bootctl.State) {
 // install writes an image into the inactive slot of a disk image on trial.
 func (f *fixture) install(t *testing.T, disk string, img []byte) {
 	t.Helper()
-	fh, err := os.OpenFile(disk, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fh.Close()
-	d := sizedFile{fh}
+	d, _ := openDisk(t, disk)
 	p := firmware.Policy{RootKey: f.root.Public().(ed25519.PublicKey), BoardID: f.art.Recipe.Board}
 	if err := update.Install(d, img, update.Options{Slot: bootctl.SlotB, Policy: p}); err != nil {
 		t.Fatal(err)
 	}
-}
-
-type sizedFile struct{ *os.File }
-
-func (s sizedFile) Size() int64 {
-	st, err := s.Stat()
-	if err != nil {
-		return 0
-	}
-	return st.Size()
 }

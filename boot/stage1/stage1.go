@@ -15,7 +15,6 @@ import (
 	"crypto/ed25519"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"log/slog"
 	"slices"
 	"strings"
@@ -28,14 +27,6 @@ import (
 	"github.com/boxswarm/boxswarm/firmware/rollback"
 	"github.com/boxswarm/boxswarm/firmware/slotdisk"
 )
-
-// Disk is the box's hard disk, read and written in place.
-type Disk interface {
-	io.ReaderAt
-	io.WriterAt
-	Sync() error
-	Size() int64
-}
 
 // Handover is what the second stage receives: verified bytes and the
 // command line stage one built for it.
@@ -50,7 +41,7 @@ type Config struct {
 	BoardID       string
 	MinKeyVersion uint32
 
-	Disk Disk
+	Disk slotdisk.Device
 	// DiskDevice is the disk's device node as the second stage's kernel
 	// will name it, for the dm-verity mapping of a root filesystem.
 	DiskDevice string

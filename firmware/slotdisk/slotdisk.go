@@ -6,6 +6,7 @@ package slotdisk
 import (
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/boxswarm/boxswarm/firmware/bootctl"
 	"github.com/boxswarm/boxswarm/firmware/gpt"
@@ -25,6 +26,32 @@ func SlotLabel(s bootctl.Slot) string {
 		return LabelSlotB
 	}
 	return LabelSlotA
+}
+
+// Device is a box's disk or a disk image, read and written in place.
+type Device interface {
+	io.ReaderAt
+	io.WriterAt
+	Sync() error
+	Size() int64
+}
+
+// File is a disk image file (or any file) used as a Device.
+type File struct{ *os.File }
+
+// OpenFile opens a disk image for reading and writing.
+func OpenFile(path string) (File, error) {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	return File{f}, err
+}
+
+// Size returns the file's current size, 0 if it cannot be read.
+func (f File) Size() int64 {
+	st, err := f.Stat()
+	if err != nil {
+		return 0
+	}
+	return st.Size()
 }
 
 // Layout is where the firmware's partitions lie on a disk.

@@ -13,20 +13,11 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 
 	"github.com/boxswarm/boxswarm/firmware"
 	"github.com/boxswarm/boxswarm/firmware/bootctl"
 	"github.com/boxswarm/boxswarm/firmware/slotdisk"
 )
-
-// Disk is a box's disk or a disk image, read and written in place.
-type Disk interface {
-	io.ReaderAt
-	io.WriterAt
-	Sync() error
-	Size() int64
-}
 
 // Mode says what the installed slot becomes.
 type Mode int
@@ -56,7 +47,7 @@ type Options struct {
 var ErrActiveSlot = errors.New("slot holds the image the box boots")
 
 // Install writes img into a slot of d and updates the boot-control record.
-func Install(d Disk, img []byte, o Options) error {
+func Install(d slotdisk.Device, img []byte, o Options) error {
 	l, err := slotdisk.ReadLayout(d, d.Size())
 	if err != nil {
 		return err

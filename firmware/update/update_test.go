@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"errors"
-	"os"
 	"path/filepath"
 	"testing"
 
@@ -15,13 +14,6 @@ import (
 	"github.com/boxswarm/boxswarm/images"
 	"github.com/boxswarm/boxswarm/images/bake"
 )
-
-type fileDisk struct{ *os.File }
-
-func (f fileDisk) Size() int64 {
-	st, _ := f.Stat()
-	return st.Size()
-}
 
 var root = ed25519.NewKeyFromSeed(bytes.Repeat([]byte{1}, 32))
 
@@ -35,22 +27,22 @@ func image(t *testing.T, version uint64) []byte {
 	return img
 }
 
-func disk(t *testing.T, a, b []byte) fileDisk {
+func disk(t *testing.T, a, b []byte) slotdisk.File {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "disk.img")
 	st := bake.FactoryState()
 	if err := bake.WriteDisk(p, images.Disk{SizeMiB: 8, SlotMiB: 2, BootctlMiB: 1}, a, b, st); err != nil {
 		t.Fatal(err)
 	}
-	f, err := os.OpenFile(p, os.O_RDWR, 0)
+	f, err := slotdisk.OpenFile(p)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { f.Close() })
-	return fileDisk{f}
+	return f
 }
 
-func state(t *testing.T, d fileDisk) (bootctl.State, slotdisk.Layout) {
+func state(t *testing.T, d slotdisk.File) (bootctl.State, slotdisk.Layout) {
 	l, err := slotdisk.ReadLayout(d, d.Size())
 	if err != nil {
 		t.Fatal(err)

@@ -120,14 +120,14 @@ func Bake(ctx context.Context, o Options) (Artifacts, error) {
 		if err != nil {
 			return err
 		}
-		if err := writeAtomic(a.BOM, bom); err != nil {
+		if err := WriteFileAtomic(a.BOM, bom); err != nil {
 			return err
 		}
 		img, m, err := Sign(o.Keys.Signer, r, r.ImageVersion, a.Kernel, a.Stage2, bom)
 		if err != nil {
 			return err
 		}
-		if err := writeAtomic(a.Firmware, img); err != nil {
+		if err := WriteFileAtomic(a.Firmware, img); err != nil {
 			return err
 		}
 		p.Note("image version %d, key %s v%d, manifest sha256 %x", m.ImageVersion, m.KeyID, m.KeyVersion, m.Digest())
@@ -159,7 +159,7 @@ func Bake(ctx context.Context, o Options) (Artifacts, error) {
 	if err != nil {
 		return Artifacts{}, err
 	}
-	return a, writeAtomic(filepath.Join(o.Out, ArtifactsFile), rec)
+	return a, WriteFileAtomic(filepath.Join(o.Out, ArtifactsFile), rec)
 }
 
 // FactoryState is the boot-control record of a freshly baked disk: slot A
@@ -215,9 +215,9 @@ func buildString(r images.Recipe, version uint64) string {
 	return s
 }
 
-// writeAtomic writes through a temporary file, so an interrupted bake
-// never leaves a truncated artifact under its final name.
-func writeAtomic(path string, data []byte) error {
+// WriteFileAtomic writes through a temporary file in the same folder, so an
+// interrupted run never leaves a truncated artifact under its final name.
+func WriteFileAtomic(path string, data []byte) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
 	if err != nil {
 		return err

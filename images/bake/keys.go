@@ -11,6 +11,7 @@ import (
 
 	"github.com/boxswarm/boxswarm/board/qemu-arm64/rom"
 	"github.com/boxswarm/boxswarm/firmware"
+	"github.com/boxswarm/boxswarm/firmware/keyfile"
 )
 
 // Key files in a manufacturer's key directory.
@@ -31,15 +32,11 @@ type Keys struct {
 
 // LoadKeys reads a key directory.
 func LoadKeys(dir string) (Keys, error) {
-	pubPEM, err := os.ReadFile(filepath.Join(dir, RootPubFile))
+	root, err := keyfile.ReadPublicKey(filepath.Join(dir, RootPubFile))
 	if err != nil {
 		return Keys{}, fmt.Errorf("keys: %w", err)
 	}
-	root, err := firmware.ParsePublicKeyPEM(pubPEM)
-	if err != nil {
-		return Keys{}, fmt.Errorf("keys: %s: %w", RootPubFile, err)
-	}
-	signer, err := ReadSigner(filepath.Join(dir, SigningKeyFile), filepath.Join(dir, SigningCertFile))
+	signer, err := keyfile.ReadSigner(filepath.Join(dir, SigningKeyFile), filepath.Join(dir, SigningCertFile))
 	if err != nil {
 		return Keys{}, fmt.Errorf("keys: %w", err)
 	}
@@ -52,28 +49,6 @@ func LoadKeys(dir string) (Keys, error) {
 		}
 	}
 	return Keys{Dir: dir, Root: root, Signer: signer}, nil
-}
-
-// ReadSigner loads a signing key and its certificate.
-func ReadSigner(keyPath, certPath string) (firmware.Signer, error) {
-	kb, err := os.ReadFile(keyPath)
-	if err != nil {
-		return firmware.Signer{}, err
-	}
-	k, err := firmware.ParsePrivateKeyPEM(kb)
-	if err != nil {
-		return firmware.Signer{}, fmt.Errorf("%s: %w", keyPath, err)
-	}
-	cb, err := os.ReadFile(certPath)
-	if err != nil {
-		return firmware.Signer{}, err
-	}
-	c, err := firmware.ParseCertificatePEM(cb)
-	if err != nil {
-		return firmware.Signer{}, fmt.Errorf("%s: %w", certPath, err)
-	}
-	s := firmware.Signer{Key: k, Certificate: c}
-	return s, s.Check()
 }
 
 const devKeysReadme = `DEVELOPMENT KEYS - NOT FOR PRODUCTION
@@ -90,7 +65,7 @@ func DevKeys(dir string) (Keys, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return Keys{}, err
 	}
-	if err := writeIfMissing(filepath.Join(dir, "README"), []byte(devKeysReadme), 0o644); err != nil {
+	if err := keyfile.WriteNew(filepath.Join(dir, "README"), []byte(devKeysReadme), 0o644); err != nil && !errors.Is(err, fs.ErrExist) {
 		return Keys{}, err
 	}
 	rootPath := filepath.Join(dir, RootKeyFile)
@@ -112,7 +87,7 @@ func NewSigningHierarchy(dir, name string) (ed25519.PrivateKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := writeKey(dir, RootKeyFile, RootPubFile, root, rootPub); err != nil {
+	if err := keyfile.WritePair(filepath.Join(dir, "root"), root, rootPub); err != nil {
 		return nil, err
 	}
 	if err := NewSigningKey(dir, root, 1, name+" signing key v1"); err != nil {
@@ -128,39 +103,9 @@ func NewSigningKey(dir string, root ed25519.PrivateKey, version uint32, name str
 	if err != nil {
 		return err
 	}
-	if err := writeKey(dir, SigningKeyFile, "signing.pub", priv, pub); err != nil {
+	if err := keyfile.WritePair(filepath.Join(dir, "signing"), priv, pub); err != nil {
 		return err
 	}
 	cert := firmware.Certify(root, firmware.Certificate{KeyVersion: version, PublicKey: pub, Name: name})
-	return writeIfMissing(filepath.Join(dir, SigningCertFile), cert.MarshalPEM(), 0o644)
-}
-
-func writeKey(dir, privName, pubName string, priv ed25519.PrivateKey, pub ed25519.PublicKey) error {
-	privPEM, err := firmware.MarshalPrivateKeyPEM(priv)
-	if err != nil {
-		return err
-	}
-	pubPEM, err := firmware.MarshalPublicKeyPEM(pub)
-	if err != nil {
-		return err
-	}
-	if err := writeIfMissing(filepath.Join(dir, privName), privPEM, 0o600); err != nil {
-		return err
-	}
-	return writeIfMissing(filepath.Join(dir, pubName), pubPEM, 0o644)
-}
-
-func writeIfMissing(path string, data []byte, perm os.FileMode) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
-	if errors.Is(err, fs.ErrExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
+	return keyfile.WriteCertificate(filepath.Join(dir, SigningCertFile), cert)
 }

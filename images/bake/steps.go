@@ -119,7 +119,7 @@ func Stage2(ctx context.Context, root string, r images.Recipe, out string) error
 	if err := cpio.WriteTrailer(w); err != nil {
 		return fmt.Errorf("stage two cpio: %w", err)
 	}
-	return writeAtomic(out, buf.Bytes())
+	return WriteFileAtomic(out, buf.Bytes())
 }
 
 // BillOfMaterials lists what went into an image: the recipe, the exact Go
@@ -278,7 +278,7 @@ func copyFile(from, to string) error {
 	if err != nil {
 		return err
 	}
-	return writeAtomic(to, b)
+	return WriteFileAtomic(to, b)
 }
 
 func lastLines(s string, n int) string {

@@ -175,22 +175,22 @@ func (d *demo) boot(ctx context.Context) error {
 }
 
 func (d *demo) install(img []byte, p firmware.Policy) error {
-	f, err := os.OpenFile(d.disk, os.O_RDWR, 0)
+	f, err := slotdisk.OpenFile(d.disk)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	return update.Install(sized{f}, img, update.Options{Slot: bootctl.SlotB, Policy: p})
+	return update.Install(f, img, update.Options{Slot: bootctl.SlotB, Policy: p})
 }
 
 // tamper changes one byte of slot B's kernel on the disk.
 func (d *demo) tamper() error {
-	f, err := os.OpenFile(d.disk, os.O_RDWR, 0)
+	f, err := slotdisk.OpenFile(d.disk)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	l, err := slotdisk.ReadLayout(f, sized{f}.Size())
+	l, err := slotdisk.ReadLayout(f, f.Size())
 	if err != nil {
 		return err
 	}
@@ -203,16 +203,6 @@ func (d *demo) tamper() error {
 	_, err = f.WriteAt(b, off)
 	fmt.Printf("   flipped one bit at disk offset %d (inside slot B's kernel)\n", off)
 	return err
-}
-
-type sized struct{ *os.File }
-
-func (s sized) Size() int64 {
-	st, err := s.Stat()
-	if err != nil {
-		return 0
-	}
-	return st.Size()
 }
 
 func shorten(s string) string {

@@ -6,10 +6,10 @@ import (
 	"crypto/rand"
 	"fmt"
 	"io"
-	"os"
 
 	"github.com/boxswarm/boxswarm/board/qemu-arm64/rom"
 	"github.com/boxswarm/boxswarm/firmware"
+	"github.com/boxswarm/boxswarm/firmware/keyfile"
 )
 
 func runGenRoot(_ context.Context, args []string, stdout, stderr io.Writer) error {
@@ -25,7 +25,7 @@ func runGenRoot(_ context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	if err := writeKeyPair(*out, priv, pub); err != nil {
+	if err := keyfile.WritePair(*out, priv, pub); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "root key %s written to %s.key and %s.pub\n", firmware.KeyIDOf(pub), *out, *out)
@@ -48,7 +48,7 @@ func runGenKey(_ context.Context, args []string, stdout, stderr io.Writer) error
 	if *version == 0 || *version > 1<<32-1 {
 		return fmt.Errorf("-version %d: want 1 to %d", *version, uint32(1<<32-1))
 	}
-	rootKey, err := readPrivateKey(*root)
+	rootKey, err := keyfile.ReadPrivateKey(*root)
 	if err != nil {
 		return err
 	}
@@ -57,10 +57,10 @@ func runGenKey(_ context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	cert := firmware.Certify(rootKey, firmware.Certificate{KeyVersion: uint32(*version), PublicKey: pub, BoardID: *board, Name: *name})
-	if err := writeKeyPair(*out, priv, pub); err != nil {
+	if err := keyfile.WritePair(*out, priv, pub); err != nil {
 		return err
 	}
-	if err := writeNew(*out+".cert", cert.MarshalPEM(), 0o644); err != nil {
+	if err := keyfile.WriteCertificate(*out+".cert", cert); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "signing key %s v%d certified by root %s, written to %s.{key,pub,cert}\n",
@@ -83,81 +83,4 @@ func runGenROMKey(_ context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	fmt.Fprintf(stdout, "ROM stand-in key %s/%s.{key,crt} ready (existing keys are kept)\n", *dir, *name)
 	return nil
-}
-
-func writeKeyPair(prefix string, priv ed25519.PrivateKey, pub ed25519.PublicKey) error {
-	privPEM, err := firmware.MarshalPrivateKeyPEM(priv)
-	if err != nil {
-		return err
-	}
-	pubPEM, err := firmware.MarshalPublicKeyPEM(pub)
-	if err != nil {
-		return err
-	}
-	if err := writeNew(prefix+".key", privPEM, 0o600); err != nil {
-		return err
-	}
-	return writeNew(prefix+".pub", pubPEM, 0o644)
-}
-
-// writeNew refuses to overwrite: a key file that exists may be the only
-// copy of a manufacturer's key.
-func writeNew(path string, data []byte, perm os.FileMode) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
-	if err != nil {
-		return fmt.Errorf("create %s (existing keys are never overwritten): %w", path, err)
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("sync %s: %w", path, err)
-	}
-	return f.Close()
-}
-
-func readPrivateKey(path string) (ed25519.PrivateKey, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	k, err := firmware.ParsePrivateKeyPEM(b)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return k, nil
-}
-
-func readPublicKey(path string) (ed25519.PublicKey, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	k, err := firmware.ParsePublicKeyPEM(b)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return k, nil
-}
-
-func readSigner(keyPath, certPath string) (firmware.Signer, error) {
-	k, err := readPrivateKey(keyPath)
-	if err != nil {
-		return firmware.Signer{}, err
-	}
-	b, err := os.ReadFile(certPath)
-	if err != nil {
-		return firmware.Signer{}, err
-	}
-	c, err := firmware.ParseCertificatePEM(b)
-	if err != nil {
-		return firmware.Signer{}, fmt.Errorf("%s: %w", certPath, err)
-	}
-	s := firmware.Signer{Key: k, Certificate: c}
-	if err := s.Check(); err != nil {
-		return firmware.Signer{}, fmt.Errorf("%s and %s: %w", keyPath, certPath, err)
-	}
-	return s, nil
 }

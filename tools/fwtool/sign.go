@@ -6,9 +6,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 
 	"github.com/boxswarm/boxswarm/firmware"
+	"github.com/boxswarm/boxswarm/firmware/keyfile"
+	"github.com/boxswarm/boxswarm/images/bake"
 )
 
 func runSign(_ context.Context, args []string, stdout, stderr io.Writer) error {
@@ -35,7 +36,7 @@ func runSign(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	if *version == 0 {
 		return fmt.Errorf("-version is required and must be 1 or more")
 	}
-	signer, err := readSigner(*keyPath, *certPath)
+	signer, err := keyfile.ReadSigner(*keyPath, *certPath)
 	if err != nil {
 		return err
 	}
@@ -64,7 +65,7 @@ func runSign(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := writeAtomic(*out, img); err != nil {
+	if err := bake.WriteFileAtomic(*out, img); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "signed %s: board %s version %d, %d bytes, key %s v%d\n", *out, m.BoardID, m.ImageVersion, len(img), m.KeyID, m.KeyVersion)
@@ -82,25 +83,4 @@ func veritySalt(s string, version uint64) ([]byte, error) {
 		return b, nil
 	}
 	return []byte(fmt.Sprintf("boxswarm rootfs v%d", version)), nil
-}
-
-// writeAtomic writes via a temporary file so a failed run never leaves a
-// partial image under the final name.
-func writeAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", tmp.Name(), err)
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 
 	"github.com/boxswarm/boxswarm/firmware"
+	"github.com/boxswarm/boxswarm/firmware/keyfile"
 	"github.com/boxswarm/boxswarm/firmware/verity"
 )
 
@@ -25,7 +26,7 @@ func runVerify(_ context.Context, args []string, stdout, stderr io.Writer) error
 	if err := required(fs, "root", "board"); err != nil {
 		return err
 	}
-	rootKey, err := readPublicKey(*root)
+	rootKey, err := keyfile.ReadPublicKey(*root)
 	if err != nil {
 		return err
 	}
@@ -104,7 +105,7 @@ func runInspect(_ context.Context, args []string, stdout, stderr io.Writer) erro
 		w.printf("\n")
 	}
 	if *root != "" {
-		rootKey, err := readPublicKey(*root)
+		rootKey, err := keyfile.ReadPublicKey(*root)
 		if err != nil {
 			return err
 		}

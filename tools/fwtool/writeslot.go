@@ -8,6 +8,7 @@ import (
 
 	"github.com/boxswarm/boxswarm/firmware"
 	"github.com/boxswarm/boxswarm/firmware/bootctl"
+	"github.com/boxswarm/boxswarm/firmware/keyfile"
 	"github.com/boxswarm/boxswarm/firmware/slotdisk"
 	"github.com/boxswarm/boxswarm/firmware/update"
 )
@@ -36,12 +37,11 @@ func runWriteSlot(_ context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	f, err := os.OpenFile(*diskPath, os.O_RDWR, 0)
+	d, err := slotdisk.OpenFile(*diskPath)
 	if err != nil {
 		return err
 	}
-	defer f.Close()
-	d := fileDisk{f}
+	defer d.Close()
 	o := update.Options{Tries: uint8(*tries), AllowActive: *force}
 	if *proven {
 		o.Mode = update.Proven
@@ -50,7 +50,7 @@ func runWriteSlot(_ context.Context, args []string, stdout, stderr io.Writer) er
 		if *board == "" {
 			return fmt.Errorf("-root needs -board")
 		}
-		k, err := readPublicKey(*root)
+		k, err := keyfile.ReadPublicKey(*root)
 		if err != nil {
 			return err
 		}
@@ -74,7 +74,7 @@ func runWriteSlot(_ context.Context, args []string, stdout, stderr io.Writer) er
 	return nil
 }
 
-func inactiveSlot(d fileDisk) (bootctl.Slot, error) {
+func inactiveSlot(d slotdisk.File) (bootctl.Slot, error) {
 	l, err := slotdisk.ReadLayout(d, d.Size())
 	if err != nil {
 		return 0, err
@@ -84,14 +84,4 @@ func inactiveSlot(d fileDisk) (bootctl.Slot, error) {
 		return a.Other(), nil
 	}
 	return bootctl.SlotA, nil
-}
-
-// fileDisk is a disk image file or a block device.
-type fileDisk struct{ *os.File }
-
-func (f fileDisk) Size() int64 {
-	if n, err := f.Seek(0, io.SeekEnd); err == nil {
-		return n
-	}
-	return 0
 }
