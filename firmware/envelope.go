@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/boxswarm/boxswarm/firmware/internal/tlv"
+	"github.com/boxswarm/boxswarm/internal/tlv"
 )
 
 // Slot layout. A slot begins with a fixed header and the signed envelope in

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/boxswarm/boxswarm/firmware/internal/tlv"
+	"github.com/boxswarm/boxswarm/internal/tlv"
 )
 
 func testKey(seed byte) ed25519.PrivateKey {

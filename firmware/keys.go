@@ -9,7 +9,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/boxswarm/boxswarm/firmware/internal/tlv"
+	"github.com/boxswarm/boxswarm/internal/tlv"
 )
 
 // KeyID names a signing key: the first 8 bytes of the SHA-256 of its public

@@ -5,7 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 
-	"github.com/boxswarm/boxswarm/firmware/internal/tlv"
+	"github.com/boxswarm/boxswarm/internal/tlv"
 )
 
 // ManifestFormat is the manifest format version this build writes and reads.

@@ -15,6 +15,8 @@ packages=(
 	gcc libc6-dev ca-certificates curl unzip
 	# cross-checks in tests: dm-verity, partition tables, root filesystems
 	cryptsetup-bin fdisk gdisk squashfs-tools openssl
+	# media: making test clips and decoding what the player outputs
+	ffmpeg
 )
 
 missing=()

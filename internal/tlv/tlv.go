@@ -1,5 +1,6 @@
-// Package tlv is the deterministic tag-length-value encoding used by the
-// firmware image format.
+// Package tlv is the deterministic tag-length-value encoding of every signed
+// record in the system: firmware manifests and certificates, and media
+// package manifests.
 //
 // A record is a sequence of fields. Each field is a 2-byte tag, a 4-byte
 // length and the value, all big-endian. A record has exactly one valid
