@@ -153,3 +153,42 @@ func resign(raw []byte) []byte {
 	e.Bytes(sigTagSignature, ed25519.Sign(testKey, append([]byte(signatureDomain), raw...)))
 	return append([]byte(ManifestMagic), e.Encoded()...)
 }
+
+// FuzzVerify feeds arbitrary manifest files to the verifier: nothing may
+// panic, and nothing unsigned may pass.
+func FuzzVerify(f *testing.F) {
+	dir := f.TempDir()
+	writePackage(f, dir, testFrames(3), MinPieceSize)
+	signed, _ := os.ReadFile(filepath.Join(dir, testID.String(), ManifestFile))
+	f.Add(signed)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if _, err := Verify(b, testPub); err == nil && !bytes.Equal(b, signed) {
+			t.Fatal("a changed manifest file verified")
+		}
+	})
+}
+
+// FuzzParseManifest feeds arbitrary bytes to the parser behind the
+// signature check: nothing may panic, every accepted table must tile its
+// payload, and what is accepted re-encodes to the same bytes.
+func FuzzParseManifest(f *testing.F) {
+	dir := f.TempDir()
+	m := writePackage(f, dir, testFrames(3), MinPieceSize)
+	f.Add(m.Encode())
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := ParseManifest(b)
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) {
+				t.Fatalf("error without ErrMalformed: %v", err)
+			}
+			return
+		}
+		if !bytes.Equal(m.Encode(), b) {
+			t.Fatal("accepted a non-canonical encoding")
+		}
+		last := m.Frame(m.NumFrames() - 1)
+		if last.End() != m.PayloadSize {
+			t.Fatal("accepted a frame table that does not tile the payload")
+		}
+	})
+}
