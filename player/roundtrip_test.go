@@ -306,4 +306,3 @@ func readPayload(t *testing.T, b *box, id media.ID, e media.FrameEntry) []byte {
 	}
 	return p
 }
-
