@@ -54,6 +54,16 @@ var (
 		Video: "testsrc=size=640x360:rate=30", Audio: "sine=frequency=500:sample_rate=48000",
 		Args: []string{"-c:v", "libx264", "-preset", "veryfast", "-g", "30", "-pix_fmt", "yuv420p", "-c:a", "aac",
 			"-movflags", "frag_keyframe+empty_moov+default_base_moof", "-f", "mp4"}}
+	// BenchTS is what a 720p movie looks like to the box: H.264 at 5 Mb/s
+	// (on noisy pictures, so the encoder cannot make the frames tiny) and
+	// AAC at 128 kb/s, in MPEG-TS, one minute.
+	BenchTS = Clip{Name: "bench-ts", File: "bench.ts", Seconds: 60,
+		Video: "testsrc2=size=1280x720:rate=30,noise=alls=25:allf=t+u", Audio: "sine=frequency=440:sample_rate=48000",
+		Args: []string{"-c:v", "libx264", "-preset", "ultrafast", "-b:v", "5M", "-maxrate", "5M", "-bufsize", "5M", "-g", "60",
+			"-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "128k", "-f", "mpegts"}}
+	// BenchClip is a 20-second cut of BenchTS, for benchmarks that loop.
+	BenchClip = Clip{Name: "bench-clip", File: "bench-clip.ts", Seconds: 20,
+		Video: BenchTS.Video, Audio: BenchTS.Audio, Args: BenchTS.Args}
 	// TSH265 is H.265 alone in MPEG-TS.
 	TSH265 = Clip{Name: "ts-h265", File: "h265.ts", Seconds: 3,
 		Video: "testsrc=size=640x360:rate=25",
@@ -64,6 +74,15 @@ var (
 func Make(t testing.TB, dir string, c Clip) string {
 	t.Helper()
 	RequireFFmpeg(t)
+	out, err := c.Generate(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// Generate runs ffmpeg to make the clip in dir and returns its path.
+func (c Clip) Generate(dir string) (string, error) {
 	out := filepath.Join(dir, c.File)
 	args := []string{"-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i", c.Video}
 	if c.Audio != "" {
@@ -72,9 +91,9 @@ func Make(t testing.TB, dir string, c Clip) string {
 	args = append(args, "-t", fmt.Sprint(c.Seconds))
 	args = append(append(args, c.Args...), out)
 	if b, err := exec.Command("ffmpeg", args...).CombinedOutput(); err != nil {
-		t.Fatalf("ffmpeg making %s: %v\n%s", c.Name, err, b)
+		return "", fmt.Errorf("ffmpeg making %s: %w\n%s", c.Name, err, b)
 	}
-	return out
+	return out, nil
 }
 
 // FrameMD5 decodes one stream of a file ("v" or "a") and returns the MD5 of
