@@ -47,6 +47,8 @@ unit: deps
 # turns every "missing prerequisite" skip into a failure.
 test: lint image
 	BOXSWARM_IMAGES=$(CURDIR)/$(OUT) go test $(GO_TEST_FLAGS) ./...
+	# The player daemon is built with runtime/secret; test it that way too.
+	GOEXPERIMENT=runtimesecret go test $(GO_TEST_FLAGS) ./player/...
 
 bench: image
 	BOXSWARM_IMAGES=$(CURDIR)/$(OUT) go run ./tools/bench -board $(BOARD) -record BENCHMARKS.md

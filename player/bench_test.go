@@ -83,7 +83,6 @@ func loadBenchTitle(b *testing.B) *benchTitle {
 func BenchmarkDecrypt(b *testing.B) {
 	t := loadBenchTitle(b)
 	n := t.m.NumFrames()
-	b.Logf("frames=%d bytes=%d", n, t.bytes)
 	maxLen := 0
 	for _, p := range t.plain {
 		maxLen = max(maxLen, len(p))
@@ -108,6 +107,7 @@ func BenchmarkDecrypt(b *testing.B) {
 			}
 		}
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/frame")
+		b.ReportMetric(float64(n), "frames/op")
 	})
 	b.Run("per-frame-keys", func(b *testing.B) {
 		c, _ := media.NewFrameCipher(t.ck, t.m.ID)
@@ -134,6 +134,7 @@ func BenchmarkDecrypt(b *testing.B) {
 			}
 		}
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/frame")
+		b.ReportMetric(float64(n), "frames/op")
 	})
 	b.Run("player", func(b *testing.B) {
 		c, _ := media.NewFrameCipher(t.ck, t.m.ID)
@@ -149,5 +150,6 @@ func BenchmarkDecrypt(b *testing.B) {
 			}
 		}
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/frame")
+		b.ReportMetric(float64(n), "frames/op")
 	})
 }

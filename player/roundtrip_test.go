@@ -306,3 +306,50 @@ func readPayload(t *testing.T, b *box, id media.ID, e media.FrameEntry) []byte {
 	}
 	return p
 }
+
+// TestResumeFromStore stops playback midway and checks that the resume
+// point is in the store's database: it survives the store being closed and
+// opened again, and the next playback starts from it.
+func TestResumeFromStore(t *testing.T) {
+	b := newBox(t)
+	m := b.importClip(t, mediatest.Make(t, b.opDir, mediatest.TSH264AAC))
+	p := b.player()
+	h := &stopAfter{Hash: sink.NewHash(), n: 400, stop: p.Stop}
+	if err := p.Play(context.Background(), m.ID, h, player.From{}); !errors.Is(err, player.ErrStopped) {
+		t.Fatalf("Play = %v, want ErrStopped", err)
+	}
+	b.client.Close()
+	b.st.Close()
+	st, err := store.Open(filepath.Join(b.boxDir, "store"), store.Options{MediaKeys: []ed25519.PublicKey{b.pub()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	pos, ok, err := st.Position(m.ID)
+	if err != nil || !ok || pos == 0 || !m.Frame(pos).Keyframe {
+		t.Fatalf("stored position %d (%v, %v): want a keyframe after the start", pos, ok, err)
+	}
+	h2 := sink.NewHash()
+	p2 := player.New(st, player.Options{MediaKeys: []ed25519.PublicKey{b.pub()}, Keys: b.keys})
+	if err := p2.Play(context.Background(), m.ID, h2, player.From{Resume: true}); err != nil {
+		t.Fatal(err)
+	}
+	first := h2.Frames(uint8(0))[0]
+	if first.PTS != m.Frame(pos).PTS || !first.Keyframe {
+		t.Errorf("resumed at PTS %d, want the stored keyframe's %d", first.PTS, m.Frame(pos).PTS)
+	}
+}
+
+// stopAfter stops the player after n frames.
+type stopAfter struct {
+	*sink.Hash
+	n    int
+	stop func()
+}
+
+func (s *stopAfter) WriteFrame(ctx context.Context, f media.Frame) error {
+	if s.Received() == s.n {
+		s.stop()
+	}
+	return s.Hash.WriteFrame(ctx, f)
+}
