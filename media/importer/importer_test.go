@@ -137,4 +137,6 @@ func TestKeySinkFailure(t *testing.T) {
 
 type failingSink struct{}
 
-func (failingSink) Put(context.Context, media.ID, []byte) error { return errors.New("vault unreachable") }
+func (failingSink) Put(context.Context, media.ID, []byte) error {
+	return errors.New("vault unreachable")
+}
