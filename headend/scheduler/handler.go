@@ -1,0 +1,157 @@
+package scheduler
+
+import (
+	"context"
+	"crypto/ed25519"
+	"time"
+
+	"github.com/boxswarm/boxswarm/api"
+	"github.com/boxswarm/boxswarm/headend/schedstore"
+	"github.com/boxswarm/boxswarm/media"
+)
+
+// The methods below are the scheduler's side of the gateway (the
+// gateway.Handler interface). Each hands its work to the loop and returns
+// once the loop has processed it and committed its effects.
+
+// Activate consumes an activation code and adds a box.
+func (s *Scheduler) Activate(ctx context.Context, code string, pub ed25519.PublicKey,
+	issue func(api.BoxID) ([]byte, error)) (api.BoxID, []byte, error) {
+	var id api.BoxID
+	var der []byte
+	err := s.do(ctx, &request{kind: reqFunc, fn: func(s *Scheduler) error {
+		var err error
+		id, der, err = s.activate(ctx, code, pub, false, issue)
+		return err
+	}})
+	return id, der, err
+}
+
+// Authenticate accepts a known box presenting its registered certificate.
+func (s *Scheduler) Authenticate(ctx context.Context, box api.BoxID, certSHA256 [32]byte) error {
+	return s.do(ctx, &request{kind: reqAuthenticate, box: box, cert: certSHA256})
+}
+
+// Deliver processes one message from a box.
+func (s *Scheduler) Deliver(ctx context.Context, box api.BoxID, seq uint64, body api.Body) error {
+	return s.do(ctx, &request{kind: reqDeliver, box: box, seq: seq, body: body})
+}
+
+// Acked records the box's acknowledgement.
+func (s *Scheduler) Acked(ctx context.Context, box api.BoxID, seq uint64) error {
+	return s.do(ctx, &request{kind: reqAck, box: box, seq: seq})
+}
+
+// Pending returns the messages owed to a box.
+func (s *Scheduler) Pending(ctx context.Context, box api.BoxID, after uint64) ([]schedstore.Outbound, error) {
+	return s.cfg.Store.Outbox(ctx, box, after)
+}
+
+// LastProcessed returns the highest sequence number processed from a box.
+func (s *Scheduler) LastProcessed(ctx context.Context, box api.BoxID) (uint64, error) {
+	r := &request{kind: reqLastProcessed, box: box}
+	err := s.do(ctx, r)
+	return r.out, err
+}
+
+// Connected, Disconnected and Unreachable report the box's connection.
+func (s *Scheduler) Connected(box api.BoxID, _ string) { s.async(reqConnected, box) }
+
+// Disconnected: the box's connection closed.
+func (s *Scheduler) Disconnected(box api.BoxID) { s.async(reqDisconnected, box) }
+
+// Unreachable: messages to the box went unacknowledged through every retry.
+func (s *Scheduler) Unreachable(box api.BoxID) { s.async(reqUnreachable, box) }
+
+func (s *Scheduler) async(kind reqKind, box api.BoxID) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	go func() {
+		defer cancel()
+		if err := s.do(ctx, &request{kind: kind, box: box}); err != nil {
+			s.log.Warn("connection event not processed", "box", box, "err", err)
+		}
+	}()
+}
+
+// The methods below are the rest of the head-end's way in: media import
+// adds titles, customer management adds activation codes and edits
+// priority lists from the web, media servers are enrolled by the operator.
+
+// AddTitle makes a title known; it is delivered from its publish time.
+func (s *Scheduler) AddTitle(ctx context.Context, t schedstore.Title) error {
+	return s.do(ctx, &request{kind: reqFunc, fn: func(s *Scheduler) error {
+		s.addTitle(t)
+		s.batch.titles = append(s.batch.titles, t)
+		return nil
+	}})
+}
+
+// AddActivationCode stores a code a viewer can activate a box with.
+func (s *Scheduler) AddActivationCode(ctx context.Context, code, account string) error {
+	return s.cfg.Store.Update(ctx, func(tx schedstore.Tx) error { return tx.AddActivationCode(code, account) })
+}
+
+// EnrollServer adds a media server directly, without an activation code.
+func (s *Scheduler) EnrollServer(ctx context.Context, pub ed25519.PublicKey, issue func(api.BoxID) ([]byte, error)) (api.BoxID, []byte, error) {
+	var id api.BoxID
+	var der []byte
+	err := s.do(ctx, &request{kind: reqFunc, fn: func(s *Scheduler) error {
+		code := "server-" + api.BoxID(randomID()).String()
+		if err := s.cfg.Store.Update(ctx, func(tx schedstore.Tx) error { return tx.AddActivationCode(code, "") }); err != nil {
+			return err
+		}
+		var err error
+		id, der, err = s.activate(ctx, code, pub, true, issue)
+		return err
+	}})
+	return id, der, err
+}
+
+// SetPriorityList replaces a box's list from the web; the box is told.
+func (s *Scheduler) SetPriorityList(ctx context.Context, box api.BoxID, titles []media.ID, version uint64) error {
+	return s.do(ctx, &request{kind: reqFunc, fn: func(s *Scheduler) error {
+		b, ok := s.st.boxByID[box]
+		if !ok {
+			return ErrUnknownBox
+		}
+		if err := s.setList(b, titles, version); err != nil {
+			return err
+		}
+		s.send(b, api.PriorityList{Titles: titles, Version: version})
+		return nil
+	}})
+}
+
+// Snapshot describes the scheduler for tests and the operator.
+type Snapshot struct {
+	Boxes, Online, Titles, Jobs, Legs int
+}
+
+// Inspect runs fn on the loop's goroutine with a summary, for tests and
+// operator tools.
+func (s *Scheduler) Inspect(ctx context.Context, fn func(Snapshot)) error {
+	return s.do(ctx, &request{kind: reqFunc, fn: func(s *Scheduler) error {
+		snap := Snapshot{Boxes: len(s.st.boxes), Titles: len(s.st.titles), Jobs: len(s.st.jobs), Legs: len(s.st.legs)}
+		for i := range s.st.boxes {
+			if s.st.boxes[i].online {
+				snap.Online++
+			}
+		}
+		fn(snap)
+		return nil
+	}})
+}
+
+// BoxOnline reports whether the scheduler considers a box online.
+func (s *Scheduler) BoxOnline(ctx context.Context, box api.BoxID) (bool, error) {
+	var on bool
+	err := s.do(ctx, &request{kind: reqFunc, fn: func(s *Scheduler) error {
+		b, ok := s.st.boxByID[box]
+		if !ok {
+			return ErrUnknownBox
+		}
+		on = s.st.boxes[b].online
+		return nil
+	}})
+	return on, err
+}
