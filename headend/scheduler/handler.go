@@ -63,14 +63,18 @@ func (s *Scheduler) Disconnected(box api.BoxID) { s.async(reqDisconnected, box) 
 // Unreachable: messages to the box went unacknowledged through every retry.
 func (s *Scheduler) Unreachable(box api.BoxID) { s.async(reqUnreachable, box) }
 
+// async queues a connection event without waiting for it, on the caller's
+// goroutine, so events reach the loop in the order the gateway reports
+// them.
 func (s *Scheduler) async(kind reqKind, box api.BoxID) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	go func() {
-		defer cancel()
-		if err := s.do(ctx, &request{kind: kind, box: box}); err != nil {
-			s.log.Warn("connection event not processed", "box", box, "err", err)
-		}
-	}()
+	r := &request{kind: kind, box: box, done: make(chan struct{})}
+	t := time.NewTimer(10 * time.Second)
+	defer t.Stop()
+	select {
+	case s.inbox <- r:
+	case <-t.C:
+		s.log.Warn("connection event dropped: the scheduler loop is not taking requests", "box", box, "event", kind)
+	}
 }
 
 // The methods below are the rest of the head-end's way in: media import

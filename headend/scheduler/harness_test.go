@@ -23,6 +23,7 @@ type harness struct {
 	seq     map[api.BoxID]uint64
 	read    map[api.BoxID]uint64 // outbox messages already looked at
 	names   map[api.BoxID]string
+	regs    map[api.BoxID]api.Register
 	titles  map[string]media.ID
 	codes   int
 	seqList uint64
@@ -32,7 +33,7 @@ func newHarness(t *testing.T, tweak ...func(*Config)) *harness {
 	t.Helper()
 	_, key, _ := ed25519.GenerateKey(nil)
 	h := &harness{t: t, store: memstore.New(), now: time.Unix(1_800_000_000, 0), seq: map[api.BoxID]uint64{},
-		read: map[api.BoxID]uint64{}, names: map[api.BoxID]string{}, titles: map[string]media.ID{}}
+		read: map[api.BoxID]uint64{}, names: map[api.BoxID]string{}, regs: map[api.BoxID]api.Register{}, titles: map[string]media.ID{}}
 	cfg := Config{Store: h.store, Key: key, Now: func() time.Time { return h.now }, ShadowEvery: time.Hour,
 		StartTimeout: 30 * time.Second, ProgressTimeout: 30 * time.Second, OfflineAfter: 90 * time.Second}
 	for _, f := range tweak {
@@ -110,12 +111,22 @@ func (h *harness) box(name string, o boxOpts) api.BoxID {
 		return err
 	})
 	h.names[id] = name
-	h.iterate(&request{kind: reqConnected, box: id})
-	h.mustDeliver(id, api.Register{Capacity: o.free, Free: o.free, UpKbps: o.up, DownKbps: o.down, NAT: o.nat,
-		Location: api.Location{Region: "eu", ISP: o.isp}, Server: o.server, PieceAddr: o.addr})
-	h.sent(id) // drop the Registered answer
+	h.regs[id] = api.Register{Capacity: o.free, Free: o.free, UpKbps: o.up, DownKbps: o.down, NAT: o.nat,
+		Location: api.Location{Region: "eu", ISP: o.isp}, Server: o.server, PieceAddr: o.addr}
+	h.connect(id)
 	return id
 }
+
+// connect connects a box and registers it, as an agent does on every
+// connection.
+func (h *harness) connect(id api.BoxID) {
+	h.t.Helper()
+	h.iterate(&request{kind: reqConnected, box: id})
+	h.mustDeliver(id, h.regs[id])
+	h.sent(id) // drop the Registered answer
+}
+
+func (h *harness) disconnect(id api.BoxID) { h.iterate(&request{kind: reqDisconnected, box: id}) }
 
 // holds reports complete copies of titles.
 func (h *harness) holds(box api.BoxID, names ...string) {

@@ -3,12 +3,16 @@
 // and media server holds, the transfers in flight and the measured
 // performance between pairs, and runs the loop of the source design:
 //
+//	process new messages
+//	monitor transfers (timeouts, Fig. 15B and 15C)
+//	monitor clients (silent boxes go offline; the gateway reports boxes
+//	  whose messages went unacknowledged through every retry)
+//	plan shadow lists
 //	create high-priority transfers (boxes with nothing to watch)
 //	create low-priority transfers
-//	monitor transfers (timeouts, Fig. 15B and 15C)
-//	monitor messages (retries exhausted: the box goes offline)
-//	monitor clients (silent boxes go offline)
-//	process new messages
+//
+// New messages come first, unlike the source's order, so a box that spoke
+// in this pass is not timed out by it and decisions see the freshest state.
 //
 // Donors are chosen least recently sending first, in the receiver's ISP
 // first, fastest as measured first, media servers last (or first, by
@@ -207,22 +211,23 @@ func (s *Scheduler) drain(err error) {
 	}
 }
 
-// monitorClients takes boxes not heard from for OfflineAfter offline and
-// resets their jobs.
+// monitorClients takes boxes whose connection has been gone for
+// OfflineAfter offline, resetting their jobs, and lifts holds that ran
+// out. A connected box is alive: the gateway answers its heartbeats and
+// reports it Disconnected when they stop.
 func (s *Scheduler) monitorClients() {
 	limit := s.cfg.OfflineAfter.Milliseconds()
-	for _, l := range s.st.legs {
-		for _, b := range []boxIdx{l.sender, l.receiver} {
-			x := &s.st.boxes[b]
-			if x.online && s.nowMS-x.lastSeen > limit {
-				s.offline(b, "not heard from")
-			}
+	for b := range s.st.disconnected {
+		if s.nowMS-s.st.boxes[b].lastSeen > limit {
+			delete(s.st.disconnected, b)
+			s.offline(b, "disconnected for longer than OfflineAfter")
 		}
 	}
-	// Boxes with nothing in flight are checked in the needy queues' stead:
-	// they cost nothing while silent, and are taken offline when the
-	// gateway says their connection is gone or their messages go
-	// unacknowledged.
+	for b, until := range s.st.held {
+		if s.nowMS >= until {
+			s.unhold(b, "hold expired")
+		}
+	}
 }
 
 // offline marks a box offline and resets every job it takes part in.

@@ -38,7 +38,7 @@ type box struct {
 	activated  int64
 	online     bool // considered alive; false once taken offline
 	connected  bool // has a gateway connection
-	hold       bool // a one-sided timeout: no new jobs until heard from again
+	hold       bool // a one-sided timeout: no new jobs until heard from again, or for OfflineAfter
 	registered bool // sent Register on this connection
 	seqsLoaded bool
 	lastSeen   int64 // unix ms
@@ -216,11 +216,16 @@ type state struct {
 	low      needyHeap
 	jobs     map[jobKey]*job
 	legs     map[api.TransferID]*leg
+	// Boxes whose connection is gone (since lastSeen) and boxes on hold
+	// (until the time given): the loop watches only these, never every box.
+	disconnected map[boxIdx]struct{}
+	held         map[boxIdx]int64
 }
 
 func newState() *state {
 	s := &state{boxByID: map[api.BoxID]boxIdx{}, titleBy: map[media.ID]titleIdx{},
-		jobs: map[jobKey]*job{}, legs: map[api.TransferID]*leg{}}
+		jobs: map[jobKey]*job{}, legs: map[api.TransferID]*leg{},
+		disconnected: map[boxIdx]struct{}{}, held: map[boxIdx]int64{}}
 	s.high = needyHeap{s: s, which: queueHigh}
 	s.low = needyHeap{s: s, which: queueLow}
 	return s

@@ -120,7 +120,7 @@ func TestFig15(t *testing.T) {
 		first := ts[0]
 		h.mustDeliver(r, api.TransferStarted{Transfer: first.Transfer})
 		h.advance(31 * time.Second) // the donor never said a word; the receiver keeps reporting
-		h.mustDeliver(r, api.TransferProgress{Transfer: first.Transfer})
+		h.mustDeliver(r, api.TransferProgress{Transfer: first.Transfer, Pieces: 3, Bytes: 3 << 20})
 		h.tick()
 		silent := first.Peer.Box
 		toReceiver := h.sent(r)
@@ -167,9 +167,15 @@ func TestFig15(t *testing.T) {
 			}
 			return nil
 		})
-		// Both speak again: the job is planned anew.
-		h.mustDeliver(r, api.Heartbeat{})
-		h.mustDeliver(ds[0], api.Heartbeat{})
+		h.tick()
+		if again := h.starts(r); len(again) != 0 {
+			t.Errorf("a box on hold was given work: %+v", again)
+		}
+		// Both come back: the job is planned anew.
+		h.disconnect(r)
+		h.disconnect(ds[0])
+		h.connect(r)
+		h.connect(ds[0])
 		h.tick()
 		if again := h.starts(r); len(again) != 1 || again[0].Transfer == id {
 			t.Errorf("job not planned again: %+v", again)
@@ -372,12 +378,12 @@ func TestBadInput(t *testing.T) {
 		t.Errorf("state changed: %+v -> %+v", before, after)
 	}
 	// An unknown box and a message out of sequence.
-	r1 := &request{kind: reqDeliver, box: api.BoxID{0xee}, seq: 1, body: api.Heartbeat{}}
+	r1 := &request{kind: reqDeliver, box: api.BoxID{0xee}, seq: 1, body: api.DeleteRequest{}}
 	h.iterate(r1)
 	if !errors.Is(r1.err, ErrUnknownBox) {
 		t.Errorf("unknown box: %v", r1.err)
 	}
-	r2 := &request{kind: reqDeliver, box: r, seq: h.seq[r] + 5, body: api.Heartbeat{}}
+	r2 := &request{kind: reqDeliver, box: r, seq: h.seq[r] + 5, body: api.DeleteRequest{}}
 	h.iterate(r2)
 	if r2.err == nil || !strings.Contains(r2.err.Error(), "out of sequence") {
 		t.Errorf("out of sequence: %v", r2.err)
@@ -397,4 +403,72 @@ func (h *harness) snapshot() snap {
 		s.outbox += len(out)
 	}
 	return s
+}
+
+func TestSilentBox(t *testing.T) {
+	t.Run("a box disconnected for OfflineAfter goes offline and its jobs are reset", func(t *testing.T) {
+		h := newHarness(t, func(c *Config) { c.ProgressTimeout = 10 * time.Minute; c.StartTimeout = 10 * time.Minute })
+		h.title("T", 40)
+		d := h.box("donor", boxOpts{})
+		h.holds(d, "T")
+		r := h.box("viewer", boxOpts{})
+		h.list(r, "T")
+		h.tick()
+		ts := h.starts(r)
+		if len(ts) != 1 {
+			t.Fatalf("%d transfers", len(ts))
+		}
+		h.sent(d)
+		h.disconnect(r)
+		h.advance(60 * time.Second)
+		h.tick()
+		if on := h.online(r); !on {
+			t.Fatal("offline before OfflineAfter: a box may come back")
+		}
+		h.advance(31 * time.Second)
+		h.tick()
+		if on := h.online(r); on {
+			t.Error("a box disconnected for longer than OfflineAfter is still online")
+		}
+		if c, ok := lastCancel(h.sent(d)); !ok || c.Transfer != ts[0].Transfer || !strings.Contains(c.Reason, "offline") {
+			t.Errorf("the donor was not told to stop: %+v", c)
+		}
+		h.run(func(s *Scheduler) error {
+			if len(s.st.jobs) != 0 || len(s.st.legs) != 0 {
+				t.Errorf("jobs %d, legs %d remain", len(s.st.jobs), len(s.st.legs))
+			}
+			return nil
+		})
+		// Back again: planned anew.
+		h.connect(r)
+		h.tick()
+		if again := h.starts(r); len(again) != 1 || again[0].Transfer == ts[0].Transfer {
+			t.Errorf("the returning box was not planned again: %+v", again)
+		}
+	})
+	t.Run("a hold runs out for a box that stays connected but quiet", func(t *testing.T) {
+		h, r, _, ts := started(t, 2)
+		h.mustDeliver(r, api.TransferStarted{Transfer: ts[0].Transfer})
+		h.advance(31 * time.Second)
+		h.mustDeliver(r, api.TransferProgress{Transfer: ts[0].Transfer, Pieces: 3, Bytes: 3 << 20})
+		h.tick()
+		silent := ts[0].Peer.Box
+		held := func() (on bool) {
+			h.run(func(s *Scheduler) error { on = s.st.boxes[s.st.boxByID[silent]].hold; return nil })
+			return on
+		}
+		if !held() {
+			t.Fatal("the silent donor is not on hold")
+		}
+		h.advance(91 * time.Second)
+		h.tick()
+		if held() {
+			t.Error("the hold did not run out")
+		}
+	})
+}
+
+func (h *harness) online(b api.BoxID) (on bool) {
+	h.run(func(s *Scheduler) error { on = s.st.boxes[s.st.boxByID[b]].online; return nil })
+	return on
 }

@@ -90,10 +90,16 @@ func (s *Scheduler) process(r *request) error {
 	case reqConnected:
 		x.connected, x.online, x.registered = true, true, false
 		x.lastSeen = s.nowMS
+		delete(s.st.disconnected, b)
+		s.unhold(b, "reconnected")
 		s.metrics.connected.Inc()
 		return nil
 	case reqDisconnected:
+		// The box is not taken offline yet: it may be back within
+		// OfflineAfter, and its transfers may still be moving.
 		x.connected, x.registered = false, false
+		x.lastSeen = s.nowMS
+		s.st.disconnected[b] = struct{}{}
 		s.refreshNeed(b)
 		return nil
 	case reqUnreachable:
@@ -115,11 +121,7 @@ func (s *Scheduler) process(r *request) error {
 	x.inSeq = r.seq
 	s.batch.seqs[b] = true
 	x.lastSeen = s.nowMS
-	if x.hold {
-		x.hold = false
-		s.log.Info("box heard from again, hold lifted", "box", x.id)
-		defer s.refreshNeed(b)
-	}
+	defer s.unhold(b, "heard from again")
 	s.metrics.received.WithLabelValues(string(r.body.Type())).Inc()
 	err := s.handle(b, r.body)
 	if err != nil {
@@ -133,8 +135,6 @@ func (s *Scheduler) handle(b boxIdx, body api.Body) error {
 	st := s.st
 	x := &st.boxes[b]
 	switch m := body.(type) {
-	case api.Heartbeat:
-		return nil
 	case api.Register:
 		if m.Server != x.server {
 			return fmt.Errorf("box %s: registered as server=%v, activated as server=%v", x.id, m.Server, x.server)

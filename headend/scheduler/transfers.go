@@ -213,11 +213,26 @@ func (s *Scheduler) monitorTransfers() {
 	}
 }
 
+// hold gives a box no new transfers until it is heard from, reconnects,
+// or OfflineAfter passes: a box that is connected but quiet (heartbeats
+// never reach the loop) must not stay out of the swarm for good.
 func (s *Scheduler) hold(b boxIdx) {
 	x := &s.st.boxes[b]
+	s.st.held[b] = s.nowMS + s.cfg.OfflineAfter.Milliseconds()
 	if !x.hold {
 		x.hold = true
 		s.log.Info("box on hold", "box", x.id)
 		s.refreshNeed(b)
 	}
+}
+
+func (s *Scheduler) unhold(b boxIdx, why string) {
+	x := &s.st.boxes[b]
+	if !x.hold {
+		return
+	}
+	x.hold = false
+	delete(s.st.held, b)
+	s.log.Info("hold lifted", "box", x.id, "why", why)
+	s.refreshNeed(b)
 }
