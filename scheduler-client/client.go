@@ -61,12 +61,12 @@ type Config struct {
 	// Handle receives each head-end message, in order, once. An error is
 	// logged and reported to the head-end; the message still counts as
 	// processed.
-	Handle                 func(ctx context.Context, body api.Body) error
+	Handle func(ctx context.Context, body api.Body) error
 	// OnConnect, if set, runs on its own goroutine each time a session
 	// comes up (hellos exchanged), with a context that ends with the
 	// session: the place to send Register and the inventory, which the
 	// head-end expects on every connection.
-	OnConnect func(ctx context.Context)
+	OnConnect              func(ctx context.Context)
 	Log                    *slog.Logger
 	Heartbeat              time.Duration // default 15 s
 	BackoffMin, BackoffMax time.Duration // reconnect backoff, default 1 s .. 1 min, with jitter
