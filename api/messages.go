@@ -279,11 +279,15 @@ type TransferStarted struct {
 	Transfer TransferID `json:"transfer"`
 }
 
-// TransferProgress reports pieces moved so far.
+// TransferProgress reports pieces moved so far. The receiver adds the
+// title's piece bitmap as its store holds it (bit 7 of byte 0 is piece 0),
+// every piece verified: the scheduler may have those pieces sent on from
+// it at once.
 type TransferProgress struct {
 	Transfer TransferID `json:"transfer"`
 	Pieces   int        `json:"pieces"`
 	Bytes    int64      `json:"bytes"`
+	Have     []byte     `json:"have,omitempty"`
 }
 
 // TransferSucceeded ends a transfer. The receiver includes the SHA-256 of
@@ -352,6 +356,9 @@ func (TransferStarted) Validate() error { return nil }
 func (p TransferProgress) Validate() error {
 	if p.Pieces < 0 || p.Bytes < 0 {
 		return errors.New("transfer progress: negative counts")
+	}
+	if len(p.Have) > media.MaxPieces/8 {
+		return fmt.Errorf("transfer progress: piece bitmap of %d bytes", len(p.Have))
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package scheduler
 import (
 	"context"
 	"crypto/ed25519"
+	"fmt"
 	"time"
 
 	"github.com/boxswarm/boxswarm/api"
@@ -21,7 +22,7 @@ func (s *Scheduler) Activate(ctx context.Context, code string, pub ed25519.Publi
 	var der []byte
 	err := s.do(ctx, &request{kind: reqFunc, fn: func(s *Scheduler) error {
 		var err error
-		id, der, err = s.activate(ctx, code, pub, false, issue)
+		id, der, err = s.activate(ctx, code, pub, issue)
 		return err
 	}})
 	return id, der, err
@@ -83,40 +84,36 @@ func (s *Scheduler) async(kind reqKind, box api.BoxID) {
 
 // AddTitle makes a title known; it is delivered from its publish time.
 func (s *Scheduler) AddTitle(ctx context.Context, t schedstore.Title) error {
-	return s.do(ctx, &request{kind: reqFunc, fn: func(s *Scheduler) error {
-		s.addTitle(t)
-		s.batch.titles = append(s.batch.titles, t)
-		return nil
-	}})
+	return s.do(ctx, &request{kind: reqFunc, fn: func(s *Scheduler) error { s.putTitle(t); return nil }})
 }
+
+// ServerAccount is the account of activation codes that enroll a media
+// server rather than a viewer's box.
+const ServerAccount = "@media-server"
 
 // AddActivationCode stores a code a viewer can activate a box with.
 func (s *Scheduler) AddActivationCode(ctx context.Context, code, account string) error {
+	if account == ServerAccount || account == "" {
+		return fmt.Errorf("activation code for account %q: not a viewer's account", account)
+	}
 	return s.cfg.Store.Update(ctx, func(tx schedstore.Tx) error { return tx.AddActivationCode(code, account) })
 }
 
-// EnrollServer adds a media server directly, without an activation code.
-func (s *Scheduler) EnrollServer(ctx context.Context, pub ed25519.PublicKey, issue func(api.BoxID) ([]byte, error)) (api.BoxID, []byte, error) {
-	var id api.BoxID
-	var der []byte
-	err := s.do(ctx, &request{kind: reqFunc, fn: func(s *Scheduler) error {
-		code := "server-" + api.BoxID(randomID()).String()
-		if err := s.cfg.Store.Update(ctx, func(tx schedstore.Tx) error { return tx.AddActivationCode(code, "") }); err != nil {
-			return err
-		}
-		var err error
-		id, der, err = s.activate(ctx, code, pub, true, issue)
-		return err
-	}})
-	return id, der, err
+// AddServerCode stores a code that enrolls one media server.
+func (s *Scheduler) AddServerCode(ctx context.Context, code string) error {
+	return s.cfg.Store.Update(ctx, func(tx schedstore.Tx) error { return tx.AddActivationCode(code, ServerAccount) })
 }
 
 // SetPriorityList replaces a box's list from the web; the box is told.
+// Version 0 takes the version after the one held.
 func (s *Scheduler) SetPriorityList(ctx context.Context, box api.BoxID, titles []media.ID, version uint64) error {
 	return s.do(ctx, &request{kind: reqFunc, fn: func(s *Scheduler) error {
 		b, ok := s.st.boxByID[box]
 		if !ok {
-			return ErrUnknownBox
+			return fmt.Errorf("box %s: %w", box, ErrUnknownBox)
+		}
+		if version == 0 {
+			version = s.st.boxes[b].listVer + 1
 		}
 		if err := s.setList(b, titles, version); err != nil {
 			return err
@@ -128,7 +125,11 @@ func (s *Scheduler) SetPriorityList(ctx context.Context, box api.BoxID, titles [
 
 // Snapshot describes the scheduler for tests and the operator.
 type Snapshot struct {
-	Boxes, Online, Titles, Jobs, Legs int
+	Boxes  int `json:"boxes"`
+	Online int `json:"online"`
+	Titles int `json:"titles"`
+	Jobs   int `json:"jobs"` // receivers getting a title
+	Legs   int `json:"legs"` // transfers in flight, one donor each
 }
 
 // Inspect runs fn on the loop's goroutine with a summary, for tests and
@@ -146,16 +147,74 @@ func (s *Scheduler) Inspect(ctx context.Context, fn func(Snapshot)) error {
 	}})
 }
 
-// BoxOnline reports whether the scheduler considers a box online.
-func (s *Scheduler) BoxOnline(ctx context.Context, box api.BoxID) (bool, error) {
-	var on bool
+// BoxStatus is what the scheduler knows of one box, for operators and
+// tests.
+type BoxStatus struct {
+	ID        api.BoxID        `json:"id"`
+	Account   string           `json:"account"`
+	Server    bool             `json:"server"`
+	Online    bool             `json:"online"`
+	Connected bool             `json:"connected"`
+	OnHold    bool             `json:"on_hold"`
+	List      []media.ID       `json:"list"`
+	Shadow    []media.ID       `json:"shadow"`
+	Holdings  []api.TitleState `json:"holdings"`
+	Receiving []media.ID       `json:"receiving"` // titles with a job open
+	Sending   []api.TransferID `json:"sending"`   // transfers it sends in
+	PieceAddr string           `json:"piece_addr,omitempty"`
+}
+
+// Box reports on one box.
+func (s *Scheduler) Box(ctx context.Context, box api.BoxID) (BoxStatus, error) {
+	var bs BoxStatus
 	err := s.do(ctx, &request{kind: reqFunc, fn: func(s *Scheduler) error {
-		b, ok := s.st.boxByID[box]
+		st := s.st
+		b, ok := st.boxByID[box]
 		if !ok {
-			return ErrUnknownBox
+			return fmt.Errorf("box %s: %w", box, ErrUnknownBox)
 		}
-		on = s.st.boxes[b].online
+		x := &st.boxes[b]
+		bs = BoxStatus{ID: x.id, Account: x.account, Server: x.server, Online: x.online, Connected: x.connected,
+			OnHold: x.hold, PieceAddr: x.pieceAddr}
+		for _, t := range x.list {
+			bs.List = append(bs.List, st.titles[t].id)
+		}
+		for _, t := range x.shadow {
+			bs.Shadow = append(bs.Shadow, st.titles[t].id)
+		}
+		for _, h := range x.holdings {
+			bs.Holdings = append(bs.Holdings, api.TitleState{Title: st.titles[h.title].id, Complete: h.complete, Have: h.have})
+		}
+		for k := range st.jobs {
+			if k.box == b {
+				bs.Receiving = append(bs.Receiving, st.titles[k.title].id)
+			}
+		}
+		for id, l := range st.legs {
+			if l.sender == b {
+				bs.Sending = append(bs.Sending, id)
+			}
+		}
 		return nil
 	}})
-	return on, err
+	return bs, err
+}
+
+// Transfers returns a box's most recent transfers, newest first. Those in
+// flight show their progress as last reported, which is kept in memory
+// only (the store has their state as of their start).
+func (s *Scheduler) Transfers(ctx context.Context, box api.BoxID, limit int) ([]schedstore.Transfer, error) {
+	ts, err := s.cfg.Store.TransfersOf(ctx, box, limit)
+	if err != nil {
+		return nil, err
+	}
+	err = s.do(ctx, &request{kind: reqFunc, fn: func(s *Scheduler) error {
+		for i := range ts {
+			if l := s.st.legs[ts[i].ID]; l != nil {
+				ts[i].State, ts[i].Pieces = l.state, l.pieces
+			}
+		}
+		return nil
+	}})
+	return ts, err
 }

@@ -57,8 +57,7 @@ func (h *harness) title(name string, pieces int) media.ID {
 	h.run(func(s *Scheduler) error {
 		t := schedstore.Title{ID: id, Pieces: pieces, PieceSize: 1 << 20, PayloadSize: int64(pieces) << 20,
 			PayloadHash: hashOf(name), PublishAt: h.now.Add(-time.Hour)}
-		s.addTitle(t)
-		s.batch.titles = append(s.batch.titles, t)
+		s.putTitle(t)
 		return nil
 	})
 	return id
@@ -101,12 +100,16 @@ func (h *harness) box(name string, o boxOpts) api.BoxID {
 	h.run(func(s *Scheduler) error {
 		h.codes++
 		code := fmt.Sprintf("code-%d", h.codes)
-		if err := s.cfg.Store.Update(context.Background(), func(tx schedstore.Tx) error { return tx.AddActivationCode(code, "acct-"+name) }); err != nil {
+		account := "acct-" + name
+		if o.server {
+			account = ServerAccount
+		}
+		if err := s.cfg.Store.Update(context.Background(), func(tx schedstore.Tx) error { return tx.AddActivationCode(code, account) }); err != nil {
 			return err
 		}
 		pub, _, _ := ed25519.GenerateKey(nil)
 		var err error
-		id, _, err = s.activate(context.Background(), code, pub, o.server,
+		id, _, err = s.activate(context.Background(), code, pub,
 			func(api.BoxID) ([]byte, error) { return []byte("cert of " + name), nil })
 		return err
 	})

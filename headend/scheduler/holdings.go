@@ -98,7 +98,13 @@ func (s *Scheduler) inventory(b boxIdx, inv api.Inventory) {
 	for _, ts := range inv.Titles {
 		t, ok := st.titleBy[ts.Title]
 		if !ok {
-			continue // a title the scheduler does not deliver (yet)
+			// A title the scheduler does not deliver (yet). A media server
+			// may ingest a title before the operator adds it: remember
+			// which servers have it, so they count from the moment it is.
+			if x := &st.boxes[b]; x.server && ts.Complete && len(st.serverHeldUnknown) < maxUnknownTitles {
+				st.serverHeldUnknown[ts.Title] = append(st.serverHeldUnknown[ts.Title], b)
+			}
+			continue
 		}
 		seen[t] = true
 		if ts.Complete {
@@ -122,6 +128,28 @@ func (s *Scheduler) inventory(b boxIdx, inv api.Inventory) {
 		}
 	}
 	s.refreshNeed(b)
+}
+
+// receiving notes the pieces a receiver holds so far, so other receivers
+// of the title can get them from it (it is in the title's partial list
+// while its job lasts). It is kept in memory only: a box reports what it
+// holds again, in full, on every connection.
+func (s *Scheduler) receiving(j *job, have []byte) {
+	b, t := j.key.box, j.key.title
+	x := &s.st.boxes[b]
+	h := s.st.holdingOf(b, t)
+	if h == nil {
+		x.holdings = append(x.holdings, holding{title: t})
+		h = &x.holdings[len(x.holdings)-1]
+	}
+	if h.complete {
+		return
+	}
+	n := (s.st.titles[t].pieces + 7) / 8
+	if len(h.have) != n {
+		h.have = make([]byte, n)
+	}
+	copy(h.have, have)
 }
 
 // deleteRequest approves a deletion unless the box holds one of the last

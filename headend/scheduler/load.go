@@ -14,6 +14,17 @@ func randomID() [16]byte {
 	return b
 }
 
+// putTitle adds or updates a title, in the working state and the store.
+// Media servers that reported it before it was known now count as holders.
+func (s *Scheduler) putTitle(t schedstore.Title) {
+	i := s.addTitle(t)
+	s.batch.titles = append(s.batch.titles, t)
+	for _, b := range s.st.serverHeldUnknown[t.ID] {
+		s.addHolding(b, i, true, nil)
+	}
+	delete(s.st.serverHeldUnknown, t.ID)
+}
+
 // addTitle adds or updates a title in the working state.
 func (s *Scheduler) addTitle(t schedstore.Title) titleIdx {
 	st := s.st

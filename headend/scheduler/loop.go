@@ -60,11 +60,15 @@ type Config struct {
 	MaxDonors       int           // 4 per receiver
 	MaxUploads      int           // 4 legs per box
 	MinLegKbps      int32         // 256: less free uplink than this and a box is not asked to send
-	MaxRetries      int           // 8 reassignments per job
-	Budget          int           // 1000 decisions per queue per iteration
-	Now             func() time.Time
-	Log             *slog.Logger
-	Metrics         *Metrics
+	// Rates assumed for a box that registers without stating them.
+	DefaultUpKbps       int // 4,000
+	DefaultDownKbps     int // 20,000
+	DefaultServerUpKbps int // 1,000,000
+	MaxRetries          int // 8 reassignments per job
+	Budget              int // 1000 decisions per queue per iteration
+	Now                 func() time.Time
+	Log                 *slog.Logger
+	Metrics             *Metrics
 }
 
 func (c *Config) defaults() {
@@ -90,6 +94,15 @@ func (c *Config) defaults() {
 	}
 	if c.MinLegKbps == 0 {
 		c.MinLegKbps = 256
+	}
+	if c.DefaultUpKbps == 0 {
+		c.DefaultUpKbps = 4_000
+	}
+	if c.DefaultDownKbps == 0 {
+		c.DefaultDownKbps = 20_000
+	}
+	if c.DefaultServerUpKbps == 0 {
+		c.DefaultServerUpKbps = 1_000_000
 	}
 	if c.MaxRetries == 0 {
 		c.MaxRetries = 8

@@ -220,12 +220,18 @@ type state struct {
 	// (until the time given): the loop watches only these, never every box.
 	disconnected map[boxIdx]struct{}
 	held         map[boxIdx]int64
+	// serverHeldUnknown are titles media servers reported before the
+	// scheduler knew them, and the servers holding them.
+	serverHeldUnknown map[media.ID][]boxIdx
 }
+
+// maxUnknownTitles bounds serverHeldUnknown.
+const maxUnknownTitles = 1 << 16
 
 func newState() *state {
 	s := &state{boxByID: map[api.BoxID]boxIdx{}, titleBy: map[media.ID]titleIdx{},
 		jobs: map[jobKey]*job{}, legs: map[api.TransferID]*leg{},
-		disconnected: map[boxIdx]struct{}{}, held: map[boxIdx]int64{}}
+		disconnected: map[boxIdx]struct{}{}, held: map[boxIdx]int64{}, serverHeldUnknown: map[media.ID][]boxIdx{}}
 	s.high = needyHeap{s: s, which: queueHigh}
 	s.low = needyHeap{s: s, which: queueLow}
 	return s

@@ -3,6 +3,7 @@ package scheduler
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -471,4 +472,45 @@ func TestSilentBox(t *testing.T) {
 func (h *harness) online(b api.BoxID) (on bool) {
 	h.run(func(s *Scheduler) error { on = s.st.boxes[s.st.boxByID[b]].online; return nil })
 	return on
+}
+
+func TestServerIngestsBeforeTitleIsAdded(t *testing.T) {
+	h := newHarness(t)
+	srv := h.box("server", boxOpts{server: true, addr: "127.0.0.1:9"})
+	var early media.ID
+	copy(early[:], "early")
+	h.mustDeliver(srv, api.Inventory{Full: true, Titles: []api.TitleState{{Title: early, Complete: true}}})
+	h.title("early", 10)
+	v := h.box("viewer", boxOpts{})
+	h.list(v, "early")
+	h.tick()
+	if ts := h.starts(v); len(ts) != 1 || ts[0].Peer.Box != srv {
+		t.Errorf("the server's copy, reported before the title was added, was not used: %+v", ts)
+	}
+}
+
+func TestPiecesSentOnAsSoonAsVerified(t *testing.T) {
+	h := newHarness(t)
+	h.title("T", 40)
+	d := h.box("donor", boxOpts{up: 10_000})
+	h.holds(d, "T")
+	r1 := h.box("first", boxOpts{down: 10_000})
+	h.list(r1, "T")
+	h.tick()
+	ts := h.starts(r1)
+	if len(ts) != 1 {
+		t.Fatalf("%d transfers to the first receiver", len(ts))
+	}
+	// The first receiver has verified pieces 0-7; the donor's uplink is
+	// taken.
+	have := make([]byte, 5)
+	have[0] = 0xff
+	h.mustDeliver(r1, api.TransferProgress{Transfer: ts[0].Transfer, Pieces: 8, Bytes: 8 << 20, Have: have})
+	r2 := h.box("second", boxOpts{down: 10_000})
+	h.list(r2, "T")
+	h.tick()
+	got := h.starts(r2)
+	if len(got) != 1 || got[0].Peer.Box != r1 || !slices.Equal(got[0].Portions, []api.PieceRange{{First: 0, Last: 7}}) {
+		t.Errorf("second receiver got %v, want pieces 0-7 from the first", h.describe(r2, got))
+	}
 }

@@ -140,7 +140,7 @@ func (s *Scheduler) handle(b boxIdx, body api.Body) error {
 			return fmt.Errorf("box %s: registered as server=%v, activated as server=%v", x.id, m.Server, x.server)
 		}
 		x.capacity, x.free = m.Capacity, m.Free
-		x.upKbps, x.downKbps = int32(m.UpKbps), int32(m.DownKbps)
+		x.upKbps, x.downKbps = s.rates(x.server, m.UpKbps, m.DownKbps)
 		x.nat = m.NAT
 		x.isp, x.region = st.isps.id(m.Location.ISP), st.regions.id(m.Location.Region)
 		x.cluster = st.clusters.id(m.Cluster)
@@ -177,6 +177,22 @@ func (s *Scheduler) handle(b boxIdx, body api.Body) error {
 		return fmt.Errorf("%s: media passes and keys are not served by this head-end yet", body.Type())
 	}
 	return fmt.Errorf("%s: %w", body.Type(), ErrNotForBoxes)
+}
+
+// rates returns the rates to plan with: a box that does not state a rate
+// (no cap configured, nothing measured yet) gets the configured default,
+// since zero would make it useless as a donor or a receiver.
+func (s *Scheduler) rates(server bool, up, down int) (int32, int32) {
+	if up <= 0 {
+		up = s.cfg.DefaultUpKbps
+		if server {
+			up = s.cfg.DefaultServerUpKbps
+		}
+	}
+	if down <= 0 {
+		down = s.cfg.DefaultDownKbps
+	}
+	return int32(min(up, 1<<30)), int32(min(down, 1<<30))
 }
 
 // legReport applies a box's report about one of its transfers.
@@ -219,6 +235,9 @@ func (s *Scheduler) legReport(b boxIdx, body api.Body) error {
 	case api.TransferProgress:
 		if recv {
 			l.pieces = m.Pieces
+			if m.Have != nil {
+				s.receiving(l.job, m.Have)
+			}
 		}
 	case api.TransferSucceeded:
 		if recv {
@@ -229,7 +248,12 @@ func (s *Scheduler) legReport(b boxIdx, body api.Body) error {
 		} else {
 			l.sendDone = true
 		}
-		if l.recvDone && l.sendDone {
+		// The receiver's word ends the leg: every piece it stored was
+		// checked against the signed manifest, and the whole title is
+		// checked against its hash. The sender's report only confirms;
+		// waiting for it would fail a delivered title whose sender went
+		// away just after the last piece.
+		if l.recvDone {
 			s.legDone(l)
 		}
 	case api.TransferFailed:
@@ -312,7 +336,7 @@ func (s *Scheduler) loadSeqs(b boxIdx) error {
 
 // activate consumes an activation code and adds a box, in one transaction
 // of its own: the box must exist before its certificate is handed out.
-func (s *Scheduler) activate(ctx context.Context, code string, pub ed25519.PublicKey, server bool,
+func (s *Scheduler) activate(ctx context.Context, code string, pub ed25519.PublicKey,
 	issue func(api.BoxID) ([]byte, error)) (api.BoxID, []byte, error) {
 	var id api.BoxID
 	if _, err := rand.Read(id[:]); err != nil {
@@ -322,13 +346,13 @@ func (s *Scheduler) activate(ctx context.Context, code string, pub ed25519.Publi
 	if err != nil {
 		return id, nil, fmt.Errorf("issue certificate: %w", err)
 	}
-	rec := schedstore.Box{ID: id, CertSHA256: sha256.Sum256(der), Server: server, Activated: msTime(s.nowMS)}
+	rec := schedstore.Box{ID: id, CertSHA256: sha256.Sum256(der), Activated: msTime(s.nowMS)}
 	err = s.cfg.Store.Update(ctx, func(tx schedstore.Tx) error {
 		account, err := tx.UseActivationCode(code)
 		if err != nil {
 			return err
 		}
-		rec.Account = account
+		rec.Account, rec.Server = account, account == ServerAccount
 		return tx.PutBox(rec)
 	})
 	if err != nil {
@@ -336,7 +360,7 @@ func (s *Scheduler) activate(ctx context.Context, code string, pub ed25519.Publi
 	}
 	s.addBox(rec)
 	s.st.boxes[s.st.boxByID[id]].seqsLoaded = true
-	s.log.Info("box activated", "box", id, "account", rec.Account, "server", server)
+	s.log.Info("box activated", "box", id, "account", rec.Account, "server", rec.Server)
 	return id, der, nil
 }
 

@@ -509,7 +509,14 @@ func (a *Agent) reportProgress(t *transfer) {
 		return
 	}
 	t.reportedPieces, t.reportedBytes = p, b
-	a.reportLocked(t, api.TransferProgress{Transfer: t.start.Transfer, Pieces: int(p), Bytes: b})
+	msg := api.TransferProgress{Transfer: t.start.Transfer, Pieces: int(p), Bytes: b}
+	if t.start.Role == api.RoleReceive {
+		// Pieces stored are verified: the scheduler may have them sent on.
+		if have, err := a.cfg.Store.Have(t.start.Title); err == nil {
+			msg.Have = have.Bytes()
+		}
+	}
+	a.reportLocked(t, msg)
 }
 
 // progressLoop reports progress every ProgressEvery until stop is called.

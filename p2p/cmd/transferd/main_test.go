@@ -303,7 +303,7 @@ type media struct{ ti *piecetest.Title }
 
 func TestFlags(t *testing.T) {
 	var stderr bytes.Buffer
-	if c := run(t.Context(), []string{"-store", "x"}, &bytes.Buffer{}, &stderr); c != 2 || !bytes.Contains(stderr.Bytes(), []byte("missing -headend")) {
+	if c := run(t.Context(), []string{"-store", "x"}, &bytes.Buffer{}, &stderr); c != 2 || !bytes.Contains(stderr.Bytes(), []byte("missing head-end address")) {
 		t.Errorf("missing flags: exit %d, %s", c, stderr.String())
 	}
 	stderr.Reset()

@@ -1,0 +1,336 @@
+// Package daemon is the transfer daemon a box runs, and a media server
+// too: it owns the media store, keeps the session with the head-end
+// (scheduler-client), and moves pieces with other boxes and media servers
+// as the scheduler says (p2p/agent over the piece protocol). As a server
+// (Options.Server) it is headend/mediaserver instead: the same engine,
+// registered as a server of a cluster, that can ingest packages.
+//
+// Identity: Options.Key is the box's Ed25519 key (PKCS #8 PEM) and
+// Options.Cert its device certificate (PEM). With Options.Activate and no
+// certificate yet, Run creates the key if it is missing (0600), trades the
+// code for a certificate at the head-end, writes it, and carries on; an
+// existing certificate makes Activate a no-op, so the same options work on
+// every start. Keys are never written over.
+//
+// Each time the session with the head-end comes up, the daemon sends
+// Register (with the piece address, the caps and the store's capacity)
+// and the full inventory.
+package daemon
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/boxswarm/boxswarm/api"
+	"github.com/boxswarm/boxswarm/firmware"
+	"github.com/boxswarm/boxswarm/firmware/keyfile"
+	"github.com/boxswarm/boxswarm/headend/mediaserver"
+	"github.com/boxswarm/boxswarm/media/store"
+	"github.com/boxswarm/boxswarm/p2p/agent"
+	schedclient "github.com/boxswarm/boxswarm/scheduler-client"
+)
+
+// Options configure the daemon. HeadEnd, CA, Store, Key, Cert,
+// SchedulerKey and at least one of MediaKeys are required; a server also
+// needs Cluster and Listen.
+type Options struct {
+	HeadEnd      string // head-end gateway address, host:port
+	CA           string // the head-end's CA certificate(s), PEM file
+	ServerName   string // the name in the head-end's certificate (default: the host of HeadEnd)
+	Store        string // media store folder
+	State        string // session state file (default: sched-state.json next to Key)
+	Key, Cert    string // identity key and device certificate files
+	Activate     string // activation code, used if Cert does not exist
+	Listen       string // piece service address (empty: none; this box cannot send over TCP)
+	Advertise    string // piece address registered (default: the listening address)
+	UpKbps       int    // upload cap, kbit/s (0: none)
+	DownKbps     int    // download cap, kbit/s (0: none)
+	Capacity     int64  // bytes the store may hold (0: the file system's free space)
+	MediaKeys    []string
+	SchedulerKey string // the scheduler's transfer token key, PKIX PEM file
+	// ProgressEvery is how often transfer progress is reported
+	// (default agent.DefaultProgressEvery).
+	ProgressEvery time.Duration
+	// Heartbeat is how often the session is kept alive when quiet
+	// (default: scheduler-client's); it must be well under the gateway's
+	// idle timeout.
+	Heartbeat   time.Duration
+	Region, ISP string
+	Server      bool
+	Cluster     string   // media server cluster
+	Ingest      []string // package folders a server ingests at start
+	// Ready is called once the daemon is up, with the box's ID and its
+	// piece address ("none" without a piece service).
+	Ready func(box api.BoxID, pieceAddr string)
+}
+
+// ErrOptions is returned by Run for options that are missing or wrong.
+var ErrOptions = errors.New("daemon: bad options")
+
+func (o *Options) check() error {
+	var missing []string
+	for _, f := range []struct{ name, v string }{
+		{"head-end address", o.HeadEnd}, {"head-end CA", o.CA}, {"store", o.Store}, {"key", o.Key}, {"certificate", o.Cert}, {"scheduler key", o.SchedulerKey},
+	} {
+		if f.v == "" {
+			missing = append(missing, f.name)
+		}
+	}
+	if len(o.MediaKeys) == 0 {
+		missing = append(missing, "media key")
+	}
+	if o.Server && (o.Cluster == "" || o.Listen == "") {
+		missing = append(missing, "cluster and piece listen address (for a server)")
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("%w: missing %s", ErrOptions, strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+// Run runs the daemon until ctx ends or something fails. Once the piece
+// service listens and the session is set up, it calls o.Ready, if set.
+func Run(ctx context.Context, o Options, log *slog.Logger) error {
+	if err := o.check(); err != nil {
+		return err
+	}
+	if o.ServerName == "" {
+		host, _, err := net.SplitHostPort(o.HeadEnd)
+		if err != nil {
+			return fmt.Errorf("-headend %q: %w", o.HeadEnd, err)
+		}
+		o.ServerName = host
+	}
+	if o.State == "" {
+		o.State = filepath.Join(filepath.Dir(o.Key), "sched-state.json")
+	}
+	roots, err := readRoots(o.CA)
+	if err != nil {
+		return err
+	}
+	var mediaKeys []ed25519.PublicKey
+	for _, p := range o.MediaKeys {
+		k, err := keyfile.ReadPublicKey(p)
+		if err != nil {
+			return fmt.Errorf("media key: %w", err)
+		}
+		mediaKeys = append(mediaKeys, k)
+	}
+	schedKey, err := keyfile.ReadPublicKey(o.SchedulerKey)
+	if err != nil {
+		return fmt.Errorf("scheduler key: %w", err)
+	}
+	id, err := identity(ctx, o, roots, log)
+	if err != nil {
+		return err
+	}
+	st, err := store.Open(o.Store, store.Options{MediaKeys: mediaKeys, Capacity: o.Capacity, Log: log})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	state, err := schedclient.FileState(o.State)
+	if err != nil {
+		return err
+	}
+
+	// The client hands messages to the engine, which reports through the
+	// client: each needs the other.
+	var handle func(context.Context, api.Body) error
+	// announce is set below, before the client runs.
+	var announce func(context.Context) error
+	client, err := schedclient.New(schedclient.Config{
+		Addr: o.HeadEnd, ServerName: o.ServerName, Roots: roots, Identity: id, State: state,
+		Handle:    func(ctx context.Context, b api.Body) error { return handle(ctx, b) },
+		OnConnect: func(ctx context.Context) { announceOnConnect(ctx, announce, log) },
+		Heartbeat: o.Heartbeat,
+		Log:       log,
+	})
+	if err != nil {
+		return err
+	}
+	box := client.Box()
+	log = log.With("box", box.String())
+
+	var lis net.Listener
+	if o.Listen != "" {
+		if lis, err = net.Listen("tcp", o.Listen); err != nil {
+			return fmt.Errorf("piece service: %w", err)
+		}
+		defer lis.Close()
+	}
+	acfg := agent.Config{
+		Self: box, Store: st, MediaKeys: mediaKeys, SchedulerKey: schedKey,
+		Send: client.Send, Listen: lis,
+		UpLimit: kbpsToBytes(o.UpKbps), DownLimit: kbpsToBytes(o.DownKbps),
+		ProgressEvery: o.ProgressEvery, Log: log,
+	}
+	loc := api.Location{Region: o.Region, ISP: o.ISP}
+	var runEngine func(context.Context) error
+	if o.Server {
+		srv, err := mediaserver.New(mediaserver.Config{Agent: acfg, Cluster: o.Cluster, PieceAddr: o.Advertise, Location: loc})
+		if err != nil {
+			return err
+		}
+		handle, runEngine, announce = srv.Handle, srv.Run, srv.Announce
+		for _, dir := range o.Ingest {
+			// Announced with the full inventory once connected.
+			if err := st.ImportPackage(ctx, dir); err != nil {
+				return err
+			}
+		}
+	} else {
+		ag, err := agent.New(acfg)
+		if err != nil {
+			return err
+		}
+		handle, runEngine = ag.Handle, ag.Run
+		announce = func(ctx context.Context) error {
+			r, err := ag.Register(api.Register{PieceAddr: o.Advertise, Location: loc})
+			if err != nil {
+				return err
+			}
+			if err := client.Send(ctx, r); err != nil {
+				return fmt.Errorf("send registration: %w", err)
+			}
+			return ag.SendInventory(ctx)
+		}
+	}
+	addr := "none"
+	if lis != nil {
+		addr = lis.Addr().String()
+	}
+	if o.Ready != nil {
+		o.Ready(box, addr)
+	}
+	log.Info("transfer daemon running", "headend", o.HeadEnd, "pieces", addr, "store", o.Store, "server", o.Server)
+
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var wg sync.WaitGroup
+	stopOnError := func(what string, err error) {
+		if err != nil {
+			cancel(fmt.Errorf("%s: %w", what, err))
+		}
+	}
+	wg.Go(func() { stopOnError("head-end session", client.Run(ctx)) })
+	wg.Go(func() { stopOnError("transfer engine", runEngine(ctx)) })
+	<-ctx.Done()
+	wg.Wait()
+	if err := context.Cause(ctx); !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
+}
+
+// announceOnConnect sends the registration and inventory, which the
+// scheduler expects on every connection, retrying while the session lasts.
+func announceOnConnect(ctx context.Context, announce func(context.Context) error, log *slog.Logger) {
+	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+		err := announce(ctx)
+		if err == nil {
+			log.Info("registered with the scheduler")
+			return
+		}
+		log.Warn("register with the scheduler", "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
+}
+
+func kbpsToBytes(kbps int) int { return kbps * 1000 / 8 }
+
+func readRoots(path string) (*x509.CertPool, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("head-end CA: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("head-end CA %s: no PEM certificate", path)
+	}
+	return pool, nil
+}
+
+// identity loads the box's key and certificate, activating first if asked
+// and there is no certificate yet.
+func identity(ctx context.Context, o Options, roots *x509.CertPool, log *slog.Logger) (schedclient.Identity, error) {
+	_, err := os.Stat(o.Cert)
+	switch {
+	case err == nil:
+		if o.Activate != "" {
+			log.Info("already activated; -activate ignored", "cert", o.Cert)
+		}
+	case errors.Is(err, fs.ErrNotExist) && o.Activate != "":
+		if err := activate(ctx, o, roots, log); err != nil {
+			return schedclient.Identity{}, err
+		}
+	default:
+		return schedclient.Identity{}, fmt.Errorf("device certificate: %w (activate with -activate CODE)", err)
+	}
+	key, err := keyfile.ReadPrivateKey(o.Key)
+	if err != nil {
+		return schedclient.Identity{}, fmt.Errorf("identity key: %w", err)
+	}
+	b, err := os.ReadFile(o.Cert)
+	if err != nil {
+		return schedclient.Identity{}, fmt.Errorf("device certificate: %w", err)
+	}
+	der := b
+	if blk, _ := pem.Decode(b); blk != nil && blk.Type == "CERTIFICATE" {
+		der = blk.Bytes
+	}
+	return schedclient.Identity{Key: key, Certificate: der}, nil
+}
+
+// activate makes the identity key if there is none, trades the code for a
+// device certificate and writes it.
+func activate(ctx context.Context, o Options, roots *x509.CertPool, log *slog.Logger) error {
+	key, err := keyfile.ReadPrivateKey(o.Key)
+	if errors.Is(err, fs.ErrNotExist) {
+		if err := os.MkdirAll(filepath.Dir(o.Key), 0o700); err != nil {
+			return err
+		}
+		_, key, err = ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			return err
+		}
+		b, err := firmware.MarshalPrivateKeyPEM(key)
+		if err != nil {
+			return err
+		}
+		// Stored before it is used, so a lost answer can be asked again
+		// with the same key.
+		if err := keyfile.WriteNew(o.Key, b, 0o600); err != nil {
+			return err
+		}
+		log.Info("identity key created", "key", o.Key)
+	} else if err != nil {
+		return fmt.Errorf("identity key: %w", err)
+	}
+	box, der, err := schedclient.Activate(ctx, o.HeadEnd, o.ServerName, roots, o.Activate, key)
+	if err != nil {
+		return err
+	}
+	if err := keyfile.WriteNew(o.Cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		return err
+	}
+	log.Info("box activated", "box", box, "cert", o.Cert)
+	return nil
+}
