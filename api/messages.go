@@ -27,8 +27,6 @@ type Body interface {
 	Validate() error
 }
 
-var errEmpty = errors.New("empty")
-
 func checkReason(r string) error {
 	if len(r) > MaxReason {
 		return fmt.Errorf("reason of %d bytes exceeds %d", len(r), MaxReason)

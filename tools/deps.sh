@@ -17,6 +17,7 @@ packages=(
 	cryptsetup-bin fdisk gdisk squashfs-tools openssl
 	# media: making test clips and decoding what the player outputs
 	ffmpeg
+	postgresql # the scheduler store's PostgreSQL backend, tested on a private cluster (internal/pgtest)
 )
 
 missing=()

@@ -2,17 +2,10 @@ package scheduler
 
 import (
 	"context"
-	"crypto/rand"
 
 	"github.com/boxswarm/boxswarm/api"
 	"github.com/boxswarm/boxswarm/headend/schedstore"
 )
-
-func randomID() [16]byte {
-	var b [16]byte
-	rand.Read(b[:])
-	return b
-}
 
 // putTitle adds or updates a title, in the working state and the store.
 // Media servers that reported it before it was known now count as holders.
