@@ -131,7 +131,8 @@ type Store interface {
 	// Outbox returns the messages owed to a box with Seq > after, in order.
 	Outbox(ctx context.Context, box api.BoxID, after uint64) ([]Outbound, error)
 	// Seqs returns, for a box, the highest sequence number the head-end
-	// has processed from it and the highest it has assigned to it.
+	// has processed from it and the highest it has assigned to it; (0, 0,
+	// nil) for a box with none recorded.
 	Seqs(ctx context.Context, box api.BoxID) (in, out uint64, err error)
 
 	// Transfer returns one transfer, done or not (ErrNotFound if none).
@@ -142,6 +143,10 @@ type Store interface {
 
 	// Update runs fn in one atomic transaction: everything fn wrote is
 	// stored when Update returns nil, nothing is if it returns an error.
+	// Updates behave as if run one after another. fn may run more than
+	// once (a backend retries on a serialization failure), so it must
+	// only write through the Tx. A Tx error other than ErrCodeUsed and
+	// ErrCodeUnknown fails the whole Update, even if fn carries on.
 	Update(ctx context.Context, fn func(Tx) error) error
 
 	Close() error
@@ -159,7 +164,8 @@ type Tx interface {
 	PutMeasurement(Measurement) error
 
 	// AppendOutbox stores a message owed to a box; Seq must be above every
-	// Seq already stored for it.
+	// Seq ever appended for it (acknowledged or not) since the box was
+	// last deleted: a box drops numbers it has seen.
 	AppendOutbox(Outbound) error
 	// AckOutbox drops the box's messages with Seq <= seq.
 	AckOutbox(box api.BoxID, seq uint64) error

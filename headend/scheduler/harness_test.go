@@ -7,9 +7,11 @@ import (
 	"testing"
 	"time"
 
+	"path/filepath"
+
 	"github.com/boxswarm/boxswarm/api"
 	"github.com/boxswarm/boxswarm/headend/schedstore"
-	"github.com/boxswarm/boxswarm/headend/schedstore/memstore"
+	"github.com/boxswarm/boxswarm/headend/schedstore/boltstore"
 	"github.com/boxswarm/boxswarm/media"
 )
 
@@ -18,7 +20,7 @@ import (
 type harness struct {
 	t       *testing.T
 	s       *Scheduler
-	store   *memstore.Store
+	store   schedstore.Store
 	now     time.Time
 	seq     map[api.BoxID]uint64
 	read    map[api.BoxID]uint64 // outbox messages already looked at
@@ -32,7 +34,12 @@ type harness struct {
 func newHarness(t *testing.T, tweak ...func(*Config)) *harness {
 	t.Helper()
 	_, key, _ := ed25519.GenerateKey(nil)
-	h := &harness{t: t, store: memstore.New(), now: time.Unix(1_800_000_000, 0), seq: map[api.BoxID]uint64{},
+	store, err := boltstore.Open(filepath.Join(t.TempDir(), "scheduler.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	h := &harness{t: t, store: store, now: time.Unix(1_800_000_000, 0), seq: map[api.BoxID]uint64{},
 		read: map[api.BoxID]uint64{}, names: map[api.BoxID]string{}, regs: map[api.BoxID]api.Register{}, titles: map[string]media.ID{}}
 	cfg := Config{Store: h.store, Key: key, Now: func() time.Time { return h.now }, ShadowEvery: time.Hour,
 		StartTimeout: 30 * time.Second, ProgressTimeout: 30 * time.Second, OfflineAfter: 90 * time.Second}

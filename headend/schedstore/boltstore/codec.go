@@ -159,7 +159,7 @@ func (d *dec) fixed(dst []byte) {
 func (d *dec) time() time.Time {
 	us := d.varint()
 	t := time.UnixMicro(us).UTC()
-	if d.err == nil && checkTime(t) != nil {
+	if d.err == nil && schedstore.CheckTime(t) != nil {
 		d.fail("time %d out of range", us)
 		return time.Time{}
 	}

@@ -141,7 +141,7 @@ func (t *tx) PutBox(b schedstore.Box) error {
 	if err := t.begin(); err != nil {
 		return err
 	}
-	if err := checkBox(b); err != nil {
+	if err := schedstore.CheckBox(b); err != nil {
 		return t.fail(fmt.Errorf("boltstore: box %s: %w", b.ID, err))
 	}
 	t.put(bBoxes, b.ID[:], encodeBox(b))
@@ -189,7 +189,7 @@ func (t *tx) PutTitle(ti schedstore.Title) error {
 	if err := t.begin(); err != nil {
 		return err
 	}
-	if err := checkFields(tm("publish at", ti.PublishAt)); err != nil {
+	if err := schedstore.CheckTitle(ti); err != nil {
 		return t.fail(fmt.Errorf("boltstore: title %s: %w", ti.ID, err))
 	}
 	t.put(bTitles, ti.ID[:], encodeTitle(ti))
@@ -200,7 +200,7 @@ func (t *tx) PutTransfer(tr schedstore.Transfer) error {
 	if err := t.begin(); err != nil {
 		return err
 	}
-	if err := checkTransfer(tr); err != nil {
+	if err := schedstore.CheckTransfer(tr); err != nil {
 		return t.fail(fmt.Errorf("boltstore: transfer %d: %w", tr.ID, err))
 	}
 	k := transferKey(tr.ID)
@@ -227,7 +227,7 @@ func (t *tx) PutMeasurement(m schedstore.Measurement) error {
 	if err := t.begin(); err != nil {
 		return err
 	}
-	if err := checkFields(tm("at", m.At)); err != nil {
+	if err := schedstore.CheckMeasurement(m); err != nil {
 		return t.fail(fmt.Errorf("boltstore: measurement %s to %s: %w", m.From, m.To, err))
 	}
 	t.put(bMeasurements, measurementKey(m.From, m.To), encodeMeasurement(m))
@@ -304,10 +304,10 @@ func (t *tx) AddActivationCode(code, account string) error {
 	if err := t.begin(); err != nil {
 		return err
 	}
-	if err := checkCode(code); err != nil {
+	if err := schedstore.CheckCode(code); err != nil {
 		return t.fail(fmt.Errorf("boltstore: activation code: %w", err))
 	}
-	if err := checkString(account); err != nil {
+	if err := schedstore.CheckString(account); err != nil {
 		return t.fail(fmt.Errorf("boltstore: activation code for account %q: %w", account, err))
 	}
 	if t.get(bCodes, []byte(code)) != nil {
@@ -321,7 +321,7 @@ func (t *tx) UseActivationCode(code string) (string, error) {
 	if err := t.begin(); err != nil {
 		return "", err
 	}
-	if checkCode(code) != nil { // cannot have been added
+	if schedstore.CheckCode(code) != nil { // cannot have been added
 		return "", schedstore.ErrCodeUnknown
 	}
 	v := t.get(bCodes, []byte(code))

@@ -576,7 +576,7 @@ func (t *tx) PutBox(b schedstore.Box) error {
 	if err := t.begin(); err != nil {
 		return err
 	}
-	if err := checkBox(b); err != nil {
+	if err := schedstore.CheckBox(b); err != nil {
 		return t.fail(fmt.Errorf("pgstore: box %s: %w", b.ID, err))
 	}
 	t.p.boxes.put(b.ID, b)
@@ -626,7 +626,7 @@ func (t *tx) PutTitle(ti schedstore.Title) error {
 	if err := t.begin(); err != nil {
 		return err
 	}
-	if err := checkFields(tm("publish at", ti.PublishAt)); err != nil {
+	if err := schedstore.CheckTitle(ti); err != nil {
 		return t.fail(fmt.Errorf("pgstore: title %s: %w", ti.ID, err))
 	}
 	t.p.titles.put(ti.ID, ti)
@@ -637,7 +637,7 @@ func (t *tx) PutTransfer(tr schedstore.Transfer) error {
 	if err := t.begin(); err != nil {
 		return err
 	}
-	if err := checkTransfer(tr); err != nil {
+	if err := schedstore.CheckTransfer(tr); err != nil {
 		return t.fail(fmt.Errorf("pgstore: transfer %d: %w", tr.ID, err))
 	}
 	t.p.transfers.put(uint64(tr.ID), tr)
@@ -648,7 +648,7 @@ func (t *tx) PutMeasurement(m schedstore.Measurement) error {
 	if err := t.begin(); err != nil {
 		return err
 	}
-	if err := checkFields(tm("at", m.At)); err != nil {
+	if err := schedstore.CheckMeasurement(m); err != nil {
 		return t.fail(fmt.Errorf("pgstore: measurement %s to %s: %w", m.From, m.To, err))
 	}
 	t.p.measurements.put(pair(m.From, m.To), m)
@@ -753,10 +753,10 @@ func (t *tx) AddActivationCode(code, account string) error {
 	if err := t.begin(); err != nil {
 		return err
 	}
-	if err := checkCode(code); err != nil {
+	if err := schedstore.CheckCode(code); err != nil {
 		return t.fail(fmt.Errorf("pgstore: activation code: %w", err))
 	}
-	if err := checkString(account); err != nil {
+	if err := schedstore.CheckString(account); err != nil {
 		return t.fail(fmt.Errorf("pgstore: activation code for account %q: %w", account, err))
 	}
 	tag, err := t.tx.Exec(t.ctx, "INSERT INTO activation_codes (code, account) VALUES ($1, $2) ON CONFLICT (code) DO NOTHING",
@@ -774,7 +774,7 @@ func (t *tx) UseActivationCode(code string) (string, error) {
 	if err := t.begin(); err != nil {
 		return "", err
 	}
-	if checkCode(code) != nil { // cannot have been added; and would not reach the server intact
+	if schedstore.CheckCode(code) != nil { // cannot have been added; and would not reach the server intact
 		return "", schedstore.ErrCodeUnknown
 	}
 	var account string

@@ -62,7 +62,7 @@ import (
 )
 
 // MaxCodeLen is the longest activation code a backend must accept.
-const MaxCodeLen = 1024
+const MaxCodeLen = schedstore.MaxCodeLen
 
 // Backend makes a new, empty backing location (a file, a database) and
 // returns a function that opens a Store on it. The suite calls open again
