@@ -102,6 +102,13 @@ type Measurement struct {
 	At       time.Time
 }
 
+// BoxSeqs are a box's recorded sequence numbers: the highest processed
+// from it and the highest assigned to it.
+type BoxSeqs struct {
+	Box     api.BoxID
+	In, Out uint64
+}
+
 // Outbound is a message owed to a box, kept until the box acknowledges it.
 type Outbound struct {
 	Box   api.BoxID
@@ -127,13 +134,13 @@ type Store interface {
 	LoadTitles(ctx context.Context, fn func(Title) error) error
 	LoadTransfers(ctx context.Context, fn func(Transfer) error) error
 	LoadMeasurements(ctx context.Context, fn func(Measurement) error) error
+	// LoadSeqs returns the sequence numbers of every box that has any (in
+	// or out not zero): the scheduler loads them all at start rather than
+	// read a box's at each of a million reconnections.
+	LoadSeqs(ctx context.Context, fn func(BoxSeqs) error) error
 
 	// Outbox returns the messages owed to a box with Seq > after, in order.
 	Outbox(ctx context.Context, box api.BoxID, after uint64) ([]Outbound, error)
-	// Seqs returns, for a box, the highest sequence number the head-end
-	// has processed from it and the highest it has assigned to it; (0, 0,
-	// nil) for a box with none recorded.
-	Seqs(ctx context.Context, box api.BoxID) (in, out uint64, err error)
 
 	// Transfer returns one transfer, done or not (ErrNotFound if none).
 	Transfer(ctx context.Context, id api.TransferID) (Transfer, error)

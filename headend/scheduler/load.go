@@ -78,6 +78,14 @@ func (s *Scheduler) load(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
+	if err := store.LoadSeqs(ctx, func(sq schedstore.BoxSeqs) error {
+		if b, ok := st.boxByID[sq.Box]; ok {
+			st.boxes[b].inSeq, st.boxes[b].outSeq = sq.In, sq.Out
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
 	if err := store.LoadMeasurements(ctx, func(m schedstore.Measurement) error {
 		from, ok1 := st.boxByID[m.From]
 		to, ok2 := st.boxByID[m.To]
@@ -101,9 +109,6 @@ func (s *Scheduler) load(ctx context.Context) error {
 		s.batch.transfers = append(s.batch.transfers, t)
 		for _, end := range []api.BoxID{t.Sender, t.Receiver} {
 			if b, ok := st.boxByID[end]; ok {
-				if err := s.loadSeqs(b); err != nil {
-					return err
-				}
 				s.send(b, api.TransferCancel{Transfer: t.ID, Reason: "scheduler restarted"})
 			}
 		}

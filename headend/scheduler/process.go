@@ -75,9 +75,6 @@ func (s *Scheduler) process(r *request) error {
 		return fmt.Errorf("box %s: %w", r.box, ErrUnknownBox)
 	}
 	x := &s.st.boxes[b]
-	if err := s.loadSeqs(b); err != nil {
-		return err
-	}
 	switch r.kind {
 	case reqAuthenticate:
 		if r.cert != x.cert {
@@ -320,20 +317,6 @@ func (s *Scheduler) measure(from, to boxIdx, kbps, rtt int32) {
 		From: x.id, To: s.st.boxes[to].id, Kbps: int(kbps), RTTMilli: int(rtt), At: msTime(s.nowMS)})
 }
 
-// loadSeqs fetches a box's sequence numbers the first time it is seen.
-func (s *Scheduler) loadSeqs(b boxIdx) error {
-	x := &s.st.boxes[b]
-	if x.seqsLoaded {
-		return nil
-	}
-	in, out, err := s.cfg.Store.Seqs(context.Background(), x.id)
-	if err != nil && !errors.Is(err, schedstore.ErrNotFound) {
-		return fmt.Errorf("box %s: sequence numbers: %w", x.id, err)
-	}
-	x.inSeq, x.outSeq, x.seqsLoaded = in, out, true
-	return nil
-}
-
 // activate consumes an activation code and adds a box, in one transaction
 // of its own: the box must exist before its certificate is handed out.
 func (s *Scheduler) activate(ctx context.Context, code string, pub ed25519.PublicKey,
@@ -359,7 +342,6 @@ func (s *Scheduler) activate(ctx context.Context, code string, pub ed25519.Publi
 		return id, nil, fmt.Errorf("activation: %w", err)
 	}
 	s.addBox(rec)
-	s.st.boxes[s.st.boxByID[id]].seqsLoaded = true
 	s.log.Info("box activated", "box", id, "account", rec.Account, "server", rec.Server)
 	return id, der, nil
 }

@@ -183,6 +183,22 @@ func load[T any](ctx context.Context, s *Store, bucket []byte, what string,
 	})
 }
 
+// LoadSeqs calls fn for every box with sequence numbers recorded.
+func (s *Store) LoadSeqs(ctx context.Context, fn func(schedstore.BoxSeqs) error) error {
+	return load(ctx, s, bSeqs, "seqs", func(k, v []byte) (schedstore.BoxSeqs, error) {
+		sq, err := decodeSeqs(v)
+		if err == nil && len(k) != len(api.BoxID{}) {
+			err = fmt.Errorf("key of %d bytes", len(k))
+		}
+		return schedstore.BoxSeqs{Box: api.BoxID(k[:min(len(k), 16)]), In: sq.in, Out: sq.out}, err
+	}, func(sq schedstore.BoxSeqs) error {
+		if sq.In == 0 && sq.Out == 0 { // only the outbox's numbering is kept
+			return nil
+		}
+		return fn(sq)
+	})
+}
+
 // LoadBoxes calls fn for every box.
 func (s *Store) LoadBoxes(ctx context.Context, fn func(schedstore.Box) error) error {
 	return load(ctx, s, bBoxes, "box", decodeBox, fn)
@@ -270,31 +286,6 @@ func (s *Store) Outbox(ctx context.Context, box api.BoxID, after uint64) ([]sche
 		return nil
 	})
 	return out, err
-}
-
-// Seqs returns the sequence numbers last recorded for the box, zero if none.
-func (s *Store) Seqs(ctx context.Context, box api.BoxID) (in, out uint64, err error) {
-	if err := ctx.Err(); err != nil {
-		return 0, 0, err
-	}
-	err = s.db.View(func(tx *bolt.Tx) error {
-		sq, err := getSeqs(tx.Bucket(bSeqs), box)
-		in, out = sq.in, sq.out
-		return err
-	})
-	return in, out, err
-}
-
-func getSeqs(b *bolt.Bucket, box api.BoxID) (seqs, error) {
-	v := b.Get(box[:])
-	if v == nil {
-		return seqs{}, nil
-	}
-	sq, err := decodeSeqs(v)
-	if err != nil {
-		return sq, fmt.Errorf("boltstore: seqs of %s: %w", box, err)
-	}
-	return sq, nil
 }
 
 // Transfer returns one transfer, or an error wrapping ErrNotFound.

@@ -216,6 +216,18 @@ func (s *Store) LoadMeasurements(ctx context.Context, fn func(schedstore.Measure
 		}, fn)
 }
 
+// LoadSeqs calls fn for every box with sequence numbers recorded.
+func (s *Store) LoadSeqs(ctx context.Context, fn func(schedstore.BoxSeqs) error) error {
+	return load(ctx, s, "seqs", "SELECT box, seq_in, seq_out FROM seqs WHERE seq_in <> 0 OR seq_out <> 0",
+		func(r pgx.Rows) (schedstore.BoxSeqs, error) {
+			var sq schedstore.BoxSeqs
+			var in, out int64
+			err := r.Scan((*[16]byte)(&sq.Box), &in, &out)
+			sq.In, sq.Out = uint64(in), uint64(out)
+			return sq, err
+		}, fn)
+}
+
 // Outbox returns the box's messages with Seq > after, in order.
 func (s *Store) Outbox(ctx context.Context, box api.BoxID, after uint64) ([]schedstore.Outbound, error) {
 	if err := ctx.Err(); err != nil {
@@ -240,22 +252,6 @@ func (s *Store) Outbox(ctx context.Context, box api.BoxID, after uint64) ([]sche
 		return nil, fmt.Errorf("pgstore: outbox of %s: %w", box, err)
 	}
 	return out, nil
-}
-
-// Seqs returns the sequence numbers last recorded for the box, zero if none.
-func (s *Store) Seqs(ctx context.Context, box api.BoxID) (in, out uint64, err error) {
-	if err := ctx.Err(); err != nil {
-		return 0, 0, err
-	}
-	var i, o int64
-	err = s.pool.QueryRow(ctx, "SELECT seq_in, seq_out FROM seqs WHERE box = $1", [16]byte(box)).Scan(&i, &o)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return 0, 0, nil
-	}
-	if err != nil {
-		return 0, 0, fmt.Errorf("pgstore: seqs of %s: %w", box, err)
-	}
-	return uint64(i), uint64(o), nil
 }
 
 // Transfer returns one transfer, or an error wrapping ErrNotFound.

@@ -110,9 +110,6 @@ func testEmpty(t *testing.T, h *harness) {
 	if got, err := s.Outbox(ctx, BoxID(1), 0); err != nil || len(got) != 0 {
 		t.Errorf("Outbox of an unknown box = %v, %v; want nothing", got, err)
 	}
-	if in, out, err := s.Seqs(ctx, BoxID(1)); err != nil || in != 0 || out != 0 {
-		t.Errorf("Seqs of an unknown box = %d, %d, %v; want 0, 0", in, out, err)
-	}
 	if got, err := s.TransfersOf(ctx, BoxID(1), 10); err != nil || len(got) != 0 {
 		t.Errorf("TransfersOf an unknown box = %v, %v; want nothing", got, err)
 	}
