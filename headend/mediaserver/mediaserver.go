@@ -13,8 +13,9 @@
 //   - Ingest is idempotent and resumable: importing a package again
 //     stores only the pieces missing, and the title is announced to the
 //     scheduler only once every piece is stored.
-//   - Placement puts every title on n−m+1 of n clusters, so that any m
-//     clusters together hold the whole catalog; see Placement.
+//   - It fetches, as a receiver like any box, the titles the scheduler
+//     places in its cluster (package placement: any m of the n clusters
+//     hold the whole catalog).
 package mediaserver
 
 import (

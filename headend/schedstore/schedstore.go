@@ -23,7 +23,7 @@ import (
 // Box is a registered box or media server.
 type Box struct {
 	ID      api.BoxID
-	Account string // the customer account the box was activated for ("" for servers)
+	Account string // the customer account the box was activated for (a reserved one for media servers)
 	// CertSHA256 is the SHA-256 of the box's device certificate (DER); a
 	// connection must present exactly this certificate.
 	CertSHA256 [32]byte

@@ -29,7 +29,8 @@ const sample = 8
 func (s *Scheduler) refreshNeed(b boxIdx) {
 	x := &s.st.boxes[b]
 	which := queueNone
-	if x.online && x.registered && !x.hold && !x.server && x.downJobs == 0 {
+	// A media server receives only what placement puts on its shadow list.
+	if x.online && x.registered && !x.hold && (!x.server || len(x.shadow) > 0) && x.downJobs == 0 {
 		want, watchable := s.wants(b)
 		switch {
 		case want && watchable == 0 && len(x.list) > 0:

@@ -83,6 +83,7 @@ type boxOpts struct {
 	server   bool
 	free     int64
 	addr     string
+	cluster  string
 }
 
 // box activates, connects and registers a box.
@@ -122,7 +123,7 @@ func (h *harness) box(name string, o boxOpts) api.BoxID {
 	})
 	h.names[id] = name
 	h.regs[id] = api.Register{Capacity: o.free, Free: o.free, UpKbps: o.up, DownKbps: o.down, NAT: o.nat,
-		Location: api.Location{Region: "eu", ISP: o.isp}, Server: o.server, PieceAddr: o.addr}
+		Location: api.Location{Region: "eu", ISP: o.isp}, Server: o.server, PieceAddr: o.addr, Cluster: o.cluster}
 	h.connect(id)
 	return id
 }

@@ -63,7 +63,11 @@ type Config struct {
 	// Rates assumed for a box that registers without stating them.
 	DefaultUpKbps       int // 4,000
 	DefaultDownKbps     int // 20,000
-	DefaultServerUpKbps int // 1,000,000
+	DefaultServerKbps   int // 1,000,000, up and down
+	// ClustersNeeded is m: any m of the n media server clusters together
+	// hold every title (package placement). 0 means n−1, so that losing a
+	// cluster loses no title; 1 puts every title on every cluster.
+	ClustersNeeded int
 	MaxRetries          int // 8 reassignments per job
 	Budget              int // 1000 decisions per queue per iteration
 	Now                 func() time.Time
@@ -101,8 +105,8 @@ func (c *Config) defaults() {
 	if c.DefaultDownKbps == 0 {
 		c.DefaultDownKbps = 20_000
 	}
-	if c.DefaultServerUpKbps == 0 {
-		c.DefaultServerUpKbps = 1_000_000
+	if c.DefaultServerKbps == 0 {
+		c.DefaultServerKbps = 1_000_000
 	}
 	if c.MaxRetries == 0 {
 		c.MaxRetries = 8

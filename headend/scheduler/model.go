@@ -219,6 +219,9 @@ type state struct {
 	// (until the time given): the loop watches only these, never every box.
 	disconnected map[boxIdx]struct{}
 	held         map[boxIdx]int64
+	// servers are the media servers, in every cluster: few, so the loop
+	// may scan them.
+	servers []boxIdx
 	// serverHeldUnknown are titles media servers reported before the
 	// scheduler knew them, and the servers holding them.
 	serverHeldUnknown map[media.ID][]boxIdx

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/boxswarm/boxswarm/api"
+	"github.com/boxswarm/boxswarm/headend/placement"
 	"github.com/boxswarm/boxswarm/headend/schedstore"
 	"github.com/boxswarm/boxswarm/media"
 )
@@ -512,5 +513,38 @@ func TestPiecesSentOnAsSoonAsVerified(t *testing.T) {
 	got := h.starts(r2)
 	if len(got) != 1 || got[0].Peer.Box != r1 || !slices.Equal(got[0].Portions, []api.PieceRange{{First: 0, Last: 7}}) {
 		t.Errorf("second receiver got %v, want pieces 0-7 from the first", h.describe(r2, got))
+	}
+}
+
+func TestClusterPlacement(t *testing.T) {
+	h := newHarness(t)
+	h.title("T", 10)
+	clusters := []string{"noc-a", "noc-b", "noc-c"}
+	servers := map[string]api.BoxID{}
+	for _, c := range clusters {
+		servers[c] = h.box("server-"+c, boxOpts{server: true, addr: "127.0.0.1:9", cluster: c, up: 1_000_000})
+	}
+	h.holds(servers["noc-a"], "T") // ingested in one cluster only
+	keep, err := placement.For(h.titles["T"], clusters, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.s.shadowAt = 0
+	h.tick()
+	for _, c := range clusters {
+		got := h.starts(servers[c])
+		want := 0
+		if slices.Contains(keep, c) && c != "noc-a" {
+			want = 1
+		}
+		var receiving int
+		for _, ts := range got {
+			if ts.Role == api.RoleReceive {
+				receiving++
+			}
+		}
+		if receiving != want {
+			t.Errorf("cluster %s (placement keeps T on %v): %d transfers to it, want %d", c, keep, receiving, want)
+		}
 	}
 }

@@ -183,11 +183,14 @@ func (s *Scheduler) rates(server bool, up, down int) (int32, int32) {
 	if up <= 0 {
 		up = s.cfg.DefaultUpKbps
 		if server {
-			up = s.cfg.DefaultServerUpKbps
+			up = s.cfg.DefaultServerKbps
 		}
 	}
 	if down <= 0 {
 		down = s.cfg.DefaultDownKbps
+		if server {
+			down = s.cfg.DefaultServerKbps
+		}
 	}
 	return int32(min(up, 1<<30)), int32(min(down, 1<<30))
 }
@@ -361,5 +364,8 @@ func (s *Scheduler) addBox(rec schedstore.Box) boxIdx {
 		st.boxes[b].perf[i].peer = noBox
 	}
 	st.boxByID[rec.ID] = b
+	if rec.Server {
+		st.servers = append(st.servers, b)
+	}
 	return b
 }

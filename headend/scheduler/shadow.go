@@ -1,7 +1,10 @@
 package scheduler
 
 import (
+	"slices"
 	"sort"
+
+	"github.com/boxswarm/boxswarm/headend/placement"
 )
 
 // The shadow list is the scheduler's own list for each box, beside the
@@ -40,9 +43,77 @@ func (s *Scheduler) planShadow() {
 			placed++
 		}
 	}
+	placed += s.placeOnClusters(placementsPerPlan - placed)
 	sort.Slice(byDemand, func(i, j int) bool { return st.titles[byDemand[i]].demand > st.titles[byDemand[j]].demand })
 	s.fillShortLists(byDemand)
 	s.metrics.shadowPlaced.Add(float64(placed))
+}
+
+// placeOnClusters puts each title on the shadow list of a media server in
+// every cluster that placement says keeps it and where no server holds or
+// is fetching it: servers then get it like any box, from other servers or
+// from boxes. It places at most limit copies; its cost is the titles times
+// the servers.
+func (s *Scheduler) placeOnClusters(limit int) int {
+	st := s.st
+	byCluster := map[string][]boxIdx{}
+	for _, b := range st.servers {
+		if x := &st.boxes[b]; x.online && x.registered {
+			name := st.clusters.names[x.cluster]
+			byCluster[name] = append(byCluster[name], b)
+		}
+	}
+	if len(byCluster) < 2 {
+		return 0 // one cluster keeps what it is given
+	}
+	clusters := make([]string, 0, len(byCluster))
+	for c := range byCluster {
+		clusters = append(clusters, c)
+	}
+	m := s.cfg.ClustersNeeded
+	if m <= 0 || m > len(clusters) {
+		m = len(clusters) - 1
+	}
+	placed := 0
+	for i := range st.titles {
+		t := titleIdx(i)
+		ti := &st.titles[i]
+		if len(ti.servers) == 0 || ti.publishAt > s.nowMS+prereleaseWindow {
+			continue // no server has it to send yet, or not yet worth the space
+		}
+		keep, err := placement.For(ti.id, clusters, m)
+		if err != nil {
+			s.log.Error("placement", "err", err)
+			return placed
+		}
+		for _, c := range keep {
+			servers := byCluster[c]
+			if slices.ContainsFunc(servers, func(b boxIdx) bool {
+				h := st.holdingOf(b, t)
+				return h != nil && h.complete || s.shadowed(b, t)
+			}) {
+				continue
+			}
+			if placed == limit {
+				return placed
+			}
+			best := noBox
+			for _, b := range servers {
+				if st.boxes[b].free >= ti.size && (best == noBox || st.boxes[b].free > st.boxes[best].free) {
+					best = b
+				}
+			}
+			if best == noBox {
+				s.log.Warn("no server in the cluster has room for a title placed there", "cluster", c, "title", ti.id)
+				continue
+			}
+			st.boxes[best].shadow = append(st.boxes[best].shadow, t)
+			ti.shadowed++
+			s.refreshNeed(best)
+			placed++
+		}
+	}
+	return placed
 }
 
 // inShadow counts boxes whose shadow list names t and lack it.

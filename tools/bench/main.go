@@ -8,6 +8,9 @@
 //   - media: frame decryption against raw AES-GCM on the same frames, and
 //     allocations per frame; import against ffmpeg -c copy on the same
 //     input; the player's peak memory while playing a 2 GB title.
+//   - scheduler: the cost of a scheduling decision with 10k, 100k and 1M
+//     registered boxes against the same at 10k, on bbolt and PostgreSQL,
+//     and memory per box.
 //
 // The machines are shared and noisy, so each figure is the median of
 // several runs, and the two sides of a ratio are measured alternately.
@@ -29,7 +32,8 @@ func main() {
 	board := flag.String("board", "qemu-arm64", "board whose boot chain to measure")
 	runs := flag.Int("runs", 5, "runs per measurement (the median is reported)")
 	record := flag.String("record", "", "markdown file whose sections are replaced with the results")
-	only := flag.String("only", "boot,media", "sections to measure: boot, media")
+	only := flag.String("only", "boot,media,scheduler", "sections to measure: boot, media, scheduler")
+	schedRuns := flag.Int("scheduler-runs", 3, "runs of the scheduler section (each builds a million-box swarm twice)")
 	hashMiB := flag.Int("hash-mib", 192, "size of the hashing benchmark's component")
 	titleMiB := flag.Int("title-mib", 2048, "size of the title played for the player's memory measurement")
 	flag.Parse()
@@ -48,6 +52,7 @@ func main() {
 	}{
 		{"boot", "## Boot chain", func() (string, error) { return bootSection(ctx, root, *board, *runs, *hashMiB) }},
 		{"media", "## Media", func() (string, error) { return mediaSection(ctx, root, *runs, *titleMiB) }},
+		{"scheduler", "## Scheduler", func() (string, error) { return schedulerSection(ctx, root, *schedRuns) }},
 	}
 	for _, s := range sections {
 		if !slices.Contains(strings.Split(*only, ","), s.name) {

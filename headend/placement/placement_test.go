@@ -1,4 +1,4 @@
-package mediaserver
+package placement
 
 import (
 	"encoding/binary"
@@ -35,7 +35,7 @@ func TestPlacementCovers(t *testing.T) {
 	for n := 1; n <= 8; n++ {
 		clusters := clusterNames(n)
 		for m := 1; m <= n; m++ {
-			p, err := Placement(titles, clusters, m)
+			p, err := Place(titles, clusters, m)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -75,7 +75,7 @@ func TestPlacementBalance(t *testing.T) {
 	for n := 2; n <= 8; n++ {
 		clusters := clusterNames(n)
 		for m := 1; m <= n; m++ {
-			p, err := Placement(titles, clusters, m)
+			p, err := Place(titles, clusters, m)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -99,10 +99,10 @@ func TestPlacementBalance(t *testing.T) {
 func TestPlacementStable(t *testing.T) {
 	titles := catalog(2000, 0)
 	clusters := clusterNames(5)
-	before, _ := Placement(titles, clusters, 3)
+	before, _ := Place(titles, clusters, 3)
 
 	// Adding titles moves nothing.
-	after, _ := Placement(append(catalog(500, 1_000_000), titles...), clusters, 3)
+	after, _ := Place(append(catalog(500, 1_000_000), titles...), clusters, 3)
 	for _, id := range titles {
 		if !slices.Equal(before[id], after[id]) {
 			t.Fatalf("title %s moved from %v to %v when titles were added", id, before[id], after[id])
@@ -111,7 +111,7 @@ func TestPlacementStable(t *testing.T) {
 
 	// A sixth cluster with m unchanged: one more copy each, none moved.
 	grown := append(clusterNames(5), "noc-new")
-	after, _ = Placement(titles, grown, 3)
+	after, _ = Place(titles, grown, 3)
 	onNew := 0
 	for _, id := range titles {
 		b, a := before[id], after[id]
@@ -127,7 +127,7 @@ func TestPlacementStable(t *testing.T) {
 	// A sixth cluster with m raised, three copies each: only titles the
 	// new cluster takes move, one copy each, to the new cluster; about
 	// 3 in 6 titles.
-	after, _ = Placement(titles, grown, 4)
+	after, _ = Place(titles, grown, 4)
 	moved := 0
 	for _, id := range titles {
 		b, a := before[id], after[id]
@@ -150,7 +150,7 @@ func TestPlacementStable(t *testing.T) {
 
 	// Losing a cluster with m unchanged: copies only go.
 	shrunk := clusterNames(4)
-	after, _ = Placement(titles, shrunk, 3)
+	after, _ = Place(titles, shrunk, 3)
 	for _, id := range titles {
 		if !isSubset(after[id], before[id]) {
 			t.Fatalf("title %s: %v became %v", id, before[id], after[id])
@@ -170,11 +170,11 @@ func TestPlacementErrors(t *testing.T) {
 		{[]string{"a", "b", "a"}, 2},
 		{[]string{"a", ""}, 1},
 	} {
-		if _, err := Placement(titles, tc.clusters, tc.m); err == nil {
-			t.Errorf("Placement(%v, %d) accepted", tc.clusters, tc.m)
+		if _, err := Place(titles, tc.clusters, tc.m); err == nil {
+			t.Errorf("Place(%v, %d) accepted", tc.clusters, tc.m)
 		}
 	}
-	p, err := Placement(append(titles, titles[0]), clusterNames(3), 3)
+	p, err := Place(append(titles, titles[0]), clusterNames(3), 3)
 	if err != nil || len(p) != 3 {
 		t.Errorf("repeated title: %v, %v", p, err)
 	}

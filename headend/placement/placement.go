@@ -1,4 +1,8 @@
-package mediaserver
+// Package placement decides which media server clusters keep each title,
+// so that any m of the n clusters together hold the whole catalog. The
+// scheduler uses it to have servers fetch the titles their cluster should
+// keep.
+package placement
 
 import (
 	"cmp"
@@ -12,7 +16,7 @@ import (
 
 const placementDomain = "boxswarm placement v1\x00"
 
-// Placement says which clusters keep each title: n−m+1 of the n clusters,
+// Place says which clusters keep each title: n−m+1 of the n clusters,
 // so that any m clusters together hold every title (the n−m clusters left
 // out of any m can hold at most n−m of a title's n−m+1 copies).
 //
@@ -27,7 +31,7 @@ const placementDomain = "boxswarm placement v1\x00"
 //     moves only the copies the new cluster takes over, about one title
 //     in n+1 per copy, each from one cluster to the new one.
 //   - Each cluster gets about the same share of titles.
-func Placement(titles []media.ID, clusters []string, m int) (map[media.ID][]string, error) {
+func Place(titles []media.ID, clusters []string, m int) (map[media.ID][]string, error) {
 	n := len(clusters)
 	if m < 1 || m > n {
 		return nil, fmt.Errorf("placement: any %d of %d clusters cannot hold the catalog", m, n)
@@ -66,6 +70,12 @@ func Placement(titles []media.ID, clusters []string, m int) (map[media.ID][]stri
 		out[id] = chosen
 	}
 	return out, nil
+}
+
+// For returns the clusters that keep one title, as Place does.
+func For(id media.ID, clusters []string, m int) ([]string, error) {
+	p, err := Place([]media.ID{id}, clusters, m)
+	return p[id], err
 }
 
 // score is the rendezvous weight of a cluster for a title.
