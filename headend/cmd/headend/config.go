@@ -37,6 +37,9 @@ type Config struct {
 	Admin string `json:"admin"`
 	// Policy is "prefer-peers" (default) or "prefer-servers".
 	Policy string `json:"policy"`
+	// ClustersNeeded is m: any m of the n media server clusters together
+	// hold every title. 0 means n−1: losing one cluster loses no title.
+	ClustersNeeded int `json:"clusters_needed"`
 	// MediaKeys are the public keys title manifests are signed with,
 	// PKIX PEM files. Default: DATA/media.pub.
 	MediaKeys []string `json:"media_keys"`
@@ -177,6 +180,9 @@ func (c *Config) defaults() error {
 	set(&c.Gateway, ":7443")
 	set(&c.Admin, "127.0.0.1:7480")
 	set(&c.Policy, "prefer-peers")
+	if c.ClustersNeeded < 0 {
+		return fmt.Errorf("config: clusters_needed %d: want 1 or more (0: all clusters but one)", c.ClustersNeeded)
+	}
 	if c.Policy != "prefer-peers" && c.Policy != "prefer-servers" {
 		return fmt.Errorf("config: policy %q: want prefer-peers or prefer-servers", c.Policy)
 	}
@@ -264,6 +270,7 @@ func serveFlags(fs *flag.FlagSet) (configPath *string, overlay func(*Config)) {
 	fs.Var(&names, "name", "host name or IP boxes dial the gateway by (repeatable)")
 	fs.StringVar(&f.Admin, "admin", "", "operator API and /metrics listen address (default 127.0.0.1:7480)")
 	fs.StringVar(&f.Policy, "policy", "", "prefer-peers (default) or prefer-servers")
+	fs.IntVar(&f.ClustersNeeded, "clusters-needed", 0, "any this many media server clusters hold every title (default: all but one)")
 	fs.Var(&mediaKeys, "media-key", "media signing public key, PEM (repeatable; default DATA/media.pub)")
 	fs.StringVar(&f.SchedulerKey, "scheduler-key", "", "scheduler token public key, PEM (default DATA/scheduler.pub)")
 	fs.StringVar(&f.TURN.Addr, "turn", "", "public ip:port for STUN and TURN (default: the default route's address, port 3478)")
@@ -308,6 +315,9 @@ func serveFlags(fs *flag.FlagSet) (configPath *string, overlay func(*Config)) {
 		str(&c.Gateway, f.Gateway)
 		str(&c.Admin, f.Admin)
 		str(&c.Policy, f.Policy)
+		if f.ClustersNeeded != 0 {
+			c.ClustersNeeded = f.ClustersNeeded
+		}
 		str(&c.SchedulerKey, f.SchedulerKey)
 		str(&c.TURN.Addr, f.TURN.Addr)
 		str(&c.TURN.RelayPorts, f.TURN.RelayPorts)

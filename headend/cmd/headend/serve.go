@@ -201,6 +201,7 @@ func startScheduler(s *services, cfg Config, turnAddr string, secret []byte, reg
 		StartTimeout:    time.Duration(cfg.Timing.StartTimeout),
 		ProgressTimeout: time.Duration(cfg.Timing.ProgressTimeout),
 		ShadowEvery:     time.Duration(cfg.Timing.ShadowEvery),
+		ClustersNeeded:  cfg.ClustersNeeded,
 	}
 	if cfg.Policy == "prefer-servers" {
 		sc.Policy = scheduler.PreferServers
