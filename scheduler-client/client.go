@@ -192,12 +192,12 @@ func (c *Client) Connected() bool { return c.connected.Load() }
 
 // Send stores a message for the head-end with the next sequence number and
 // returns; Run delivers it, at least once. Only the types a box may send
-// are accepted (MaySend).
+// are accepted (api.FromBox).
 func (c *Client) Send(ctx context.Context, b api.Body) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if !MaySend(b.Type()) {
+	if !api.FromBox(b.Type()) {
 		return fmt.Errorf("box %s: send %s: not a message a box sends", c.box, b.Type())
 	}
 	c.mu.Lock()
@@ -368,7 +368,7 @@ func (s *conn) hello() (api.Hello, error) {
 	if _, err := s.bw.Write(frame); err != nil || s.bw.Flush() != nil {
 		return api.Hello{}, fmt.Errorf("box %s: send hello: %w", c.box, errors.Join(err, s.bw.Flush()))
 	}
-	m, err := readMessage(s.br)
+	m, err := api.ReadMessage(s.br)
 	if err != nil {
 		return api.Hello{}, fmt.Errorf("box %s: read hello: %w", c.box, err)
 	}
@@ -426,7 +426,7 @@ func (s *conn) readLoop(ctx context.Context) error {
 	c := s.c
 	silent := 3 * c.cfg.Heartbeat
 	for {
-		if s.ackOwed && !frameBuffered(s.br) {
+		if s.ackOwed && !api.FrameBuffered(s.br) {
 			if !s.queue(api.Ack{Seq: c.lastInNow()}, false) {
 				return nil
 			}
@@ -495,7 +495,7 @@ func (s *conn) inbound(ctx context.Context, m api.Message) error {
 		}
 		return nil // a heartbeat: the read deadline moved, that is all
 	}
-	if !headEndMaySend(t) {
+	if !api.FromHeadEnd(t) {
 		return ok(s.reject(m.Seq, fmt.Sprintf("%s is not a message the head-end may send", t)))
 	}
 	last := c.lastInNow()
@@ -532,13 +532,13 @@ func (s *conn) inbound(ctx context.Context, m api.Message) error {
 
 func (s *conn) reject(seq uint64, why string) bool {
 	s.c.log.Info("rejecting a head-end message", "seq", seq, "reason", why)
-	return s.queue(api.Reject{Seq: seq, Reason: reason(why)}, false)
+	return s.queue(api.Reject{Seq: seq, Reason: api.FitReason(why)}, false)
 }
 
 // fail sends a last reject, closes gracefully and returns why.
 func (s *conn) fail(seq uint64, why string) error {
 	err := fmt.Errorf("box %s: closing the connection: %s", s.c.box, why)
-	if s.queue(api.Reject{Seq: seq, Reason: reason(why)}, true) {
+	if s.queue(api.Reject{Seq: seq, Reason: api.FitReason(why)}, true) {
 		select {
 		case <-s.senderDone:
 			s.raw.SetReadDeadline(time.Now().Add(time.Second))

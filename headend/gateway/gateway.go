@@ -457,7 +457,7 @@ func (g *Gateway) closeWithReject(c *tls.Conn, raw net.Conn, remote string, box 
 		log = log.With("box", box.String())
 	}
 	log.Warn("connection refused", "reason", why)
-	if frame, err := api.Encode(0, api.Reject{Reason: reason(why)}); err == nil {
+	if frame, err := api.Encode(0, api.Reject{Reason: api.FitReason(why)}); err == nil {
 		raw.SetWriteDeadline(time.Now().Add(g.cfg.WriteTimeout))
 		c.Write(frame)
 	}

@@ -191,7 +191,7 @@ func (s *session) hello(ctx context.Context) (api.Hello, bool) {
 	}
 
 	s.c.SetReadDeadline(time.Now().Add(cfg.HandshakeTimeout))
-	m, err := readMessage(s.br)
+	m, err := api.ReadMessage(s.br)
 	switch {
 	case isClosed(err) || isTimeout(err):
 		s.log.Info("no hello from the box", "err", err)
@@ -218,7 +218,7 @@ func (s *session) hello(ctx context.Context) (api.Hello, bool) {
 // refuse rejects and closes before the sender runs.
 func (s *session) refuse(seq uint64, why string) {
 	s.log.Warn("session refused", "reason", why)
-	if frame, err := api.Encode(0, api.Reject{Seq: seq, Reason: reason(why)}); err == nil {
+	if frame, err := api.Encode(0, api.Reject{Seq: seq, Reason: api.FitReason(why)}); err == nil {
 		s.c.SetWriteDeadline(time.Now().Add(s.g.cfg.WriteTimeout))
 		if _, err := s.bw.Write(frame); err == nil {
 			s.bw.Flush()
@@ -241,7 +241,7 @@ func (s *session) readLoop(ctx context.Context) {
 	for {
 		// Acknowledge once nothing complete is waiting: a burst gets one
 		// ack, and a box that waits for its ack gets it before we block.
-		if s.ackOwed && !frameBuffered(s.br) {
+		if s.ackOwed && !api.FrameBuffered(s.br) {
 			if !s.queue(api.Ack{Seq: s.lastIn}, false) {
 				return
 			}
@@ -313,7 +313,7 @@ func (s *session) inbound(ctx context.Context, m api.Message) bool {
 		}
 		return true
 	}
-	if !boxMaySend(t) {
+	if !api.FromBox(t) {
 		return s.reject(m.Seq, fmt.Sprintf("%s is not a message a box may send on an authenticated connection", t))
 	}
 	switch {
@@ -356,13 +356,13 @@ func (s *session) reject(seq uint64, why string) bool {
 		return false
 	}
 	s.log.Info("rejecting a message", "seq", seq, "reason", why)
-	return s.queue(api.Reject{Seq: seq, Reason: reason(why)}, false)
+	return s.queue(api.Reject{Seq: seq, Reason: api.FitReason(why)}, false)
 }
 
 // fail sends a last reject and closes the connection gracefully.
 func (s *session) fail(seq uint64, why string) {
 	s.log.Warn("closing the connection", "seq", seq, "reason", why)
-	if !s.queue(api.Reject{Seq: seq, Reason: reason(why)}, true) {
+	if !s.queue(api.Reject{Seq: seq, Reason: api.FitReason(why)}, true) {
 		return
 	}
 	select {
