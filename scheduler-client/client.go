@@ -32,6 +32,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -642,4 +643,9 @@ func (s *conn) flush() bool {
 		return false
 	}
 	return true
+}
+
+// drain reads and drops what the peer still sends, up to a bound.
+func drain(r io.Reader) {
+	io.CopyN(io.Discard, r, 64<<10)
 }
