@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"crypto/ed25519"
-	"encoding/binary"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -19,8 +18,8 @@ import (
 	"github.com/boxswarm/boxswarm/headend/schedstore"
 	"github.com/boxswarm/boxswarm/headend/schedstore/boltstore"
 	"github.com/boxswarm/boxswarm/headend/schedstore/pgstore"
+	"github.com/boxswarm/boxswarm/headend/schedstore/storetest"
 	"github.com/boxswarm/boxswarm/internal/pgtest"
-	"github.com/boxswarm/boxswarm/media"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -115,7 +114,7 @@ func scaleRun(b *testing.B, store schedstore.Store, n int) {
 	for start := 0; start < n; start += scaleRegister {
 		var reqs []*request
 		for i := start; i < min(n, start+scaleRegister); i++ {
-			id := scaleBoxID(i)
+			id := storetest.ScatteredBoxID(i)
 			reqs = append(reqs, &request{kind: reqConnected, box: id, done: make(chan struct{})},
 				&request{kind: reqDeliver, box: id, seq: 1, body: scaleRegisterMsg(i), done: make(chan struct{})})
 		}
@@ -179,28 +178,6 @@ func memory() (heap, rssAnon uint64) {
 	return ms.HeapAlloc, rssAnon
 }
 
-// splitmix64: scattered IDs, as real random ones are.
-func scaleMix(n uint64) uint64 {
-	n += 0x9E3779B97F4A7C15
-	n = (n ^ n>>30) * 0xBF58476D1CE4E5B9
-	n = (n ^ n>>27) * 0x94D049BB133111EB
-	return n ^ n>>31
-}
-
-func scaleBoxID(i int) api.BoxID {
-	var id api.BoxID
-	binary.BigEndian.PutUint64(id[:8], scaleMix(uint64(i)))
-	binary.BigEndian.PutUint64(id[8:], scaleMix(uint64(i)^0xB0B0))
-	return id
-}
-
-func scaleTitleID(i int) media.ID {
-	var id media.ID
-	binary.BigEndian.PutUint64(id[:8], scaleMix(uint64(i)|1<<40))
-	binary.BigEndian.PutUint64(id[8:], scaleMix(uint64(i)|1<<41))
-	return id
-}
-
 var scaleNATs = []api.NATType{api.NATFullCone, api.NATRestricted, api.NATPortRestricted, api.NATSymmetric}
 
 func scaleRegisterMsg(i int) api.Register {
@@ -215,7 +192,7 @@ func scaleFill(b *testing.B, store schedstore.Store, n int) {
 	published := time.Now().Add(-24 * time.Hour)
 	err := store.Update(ctx, func(tx schedstore.Tx) error {
 		for t := range scaleTitles {
-			err := tx.PutTitle(schedstore.Title{ID: scaleTitleID(t), Pieces: 1000, PieceSize: 1 << 20,
+			err := tx.PutTitle(schedstore.Title{ID: storetest.ScatteredTitleID(t), Pieces: 1000, PieceSize: 1 << 20,
 				PayloadSize: 1000 << 20, PublishAt: published})
 			if err != nil {
 				return err
@@ -229,7 +206,7 @@ func scaleFill(b *testing.B, store schedstore.Store, n int) {
 	for start := 0; start < n; start += scaleBatch {
 		err := store.Update(ctx, func(tx schedstore.Tx) error {
 			for i := start; i < min(n, start+scaleBatch); i++ {
-				id := scaleBoxID(i)
+				id := storetest.ScatteredBoxID(i)
 				reg := scaleRegisterMsg(i)
 				err := tx.PutBox(schedstore.Box{ID: id, Account: "account", Capacity: reg.Capacity, Free: reg.Free,
 					UpKbps: reg.UpKbps, DownKbps: reg.DownKbps, NAT: reg.NAT, Location: reg.Location, Activated: published})
@@ -237,13 +214,13 @@ func scaleFill(b *testing.B, store schedstore.Store, n int) {
 					return err
 				}
 				for h := range scaleHoldings {
-					if err := tx.PutHolding(schedstore.Holding{Box: id, Title: scaleTitleID((i*7 + h*13) % scaleTitles), Complete: true}); err != nil {
+					if err := tx.PutHolding(schedstore.Holding{Box: id, Title: storetest.ScatteredTitleID((i*7 + h*13) % scaleTitles), Complete: true}); err != nil {
 						return err
 					}
 				}
 				list := schedstore.PriorityList{Box: id, Version: 1}
 				for j := range scaleList {
-					list.Titles = append(list.Titles, scaleTitleID((i*11+j*17+3)%scaleTitles))
+					list.Titles = append(list.Titles, storetest.ScatteredTitleID((i*11+j*17+3)%scaleTitles))
 				}
 				if err := tx.PutPriorityList(list); err != nil {
 					return err

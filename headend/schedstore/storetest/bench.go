@@ -92,14 +92,17 @@ func mix(n uint64) uint64 {
 	return n ^ n>>31
 }
 
-func benchBoxID(n int) api.BoxID {
+// ScatteredBoxID returns box n's ID, scattered over the ID space as the
+// random IDs of real boxes are.
+func ScatteredBoxID(n int) api.BoxID {
 	var id api.BoxID
 	binary.BigEndian.PutUint64(id[:8], mix(uint64(n)))
 	binary.BigEndian.PutUint64(id[8:], mix(uint64(n)^0xB0B0))
 	return id
 }
 
-func benchTitleID(n int) media.ID {
+// ScatteredTitleID returns title n's ID, scattered like ScatteredBoxID.
+func ScatteredTitleID(n int) media.ID {
 	var id media.ID
 	binary.BigEndian.PutUint64(id[:8], mix(uint64(n)|1<<40))
 	binary.BigEndian.PutUint64(id[8:], mix(uint64(n)|1<<41))
@@ -110,11 +113,11 @@ func benchTitleID(n int) media.ID {
 // and priority list.
 func BenchBox(n int) (schedstore.Box, []schedstore.Holding, schedstore.PriorityList) {
 	box := SampleBox(uint64(n))
-	box.ID = benchBoxID(n)
+	box.ID = ScatteredBoxID(n)
 	holdings := make([]schedstore.Holding, BenchHoldings)
 	for j := range holdings {
 		// 53 is prime to the catalog size, so the titles are distinct.
-		h := schedstore.Holding{Box: box.ID, Title: benchTitleID((n*7 + j*53) % benchCatalog), Complete: true}
+		h := schedstore.Holding{Box: box.ID, Title: ScatteredTitleID((n*7 + j*53) % benchCatalog), Complete: true}
 		if j < BenchPartial {
 			h.Complete = false
 			h.Have = pattern(BenchBitmap, byte(n+j))
@@ -123,7 +126,7 @@ func BenchBox(n int) (schedstore.Box, []schedstore.Holding, schedstore.PriorityL
 	}
 	list := schedstore.PriorityList{Box: box.ID, Version: uint64(n), Titles: make([]media.ID, BenchList)}
 	for j := range list.Titles {
-		list.Titles[j] = benchTitleID((n*11 + j*13) % benchCatalog)
+		list.Titles[j] = ScatteredTitleID((n*11 + j*13) % benchCatalog)
 	}
 	return box, holdings, list
 }
