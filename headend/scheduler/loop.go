@@ -61,18 +61,18 @@ type Config struct {
 	MaxUploads      int           // 4 legs per box
 	MinLegKbps      int32         // 256: less free uplink than this and a box is not asked to send
 	// Rates assumed for a box that registers without stating them.
-	DefaultUpKbps       int // 4,000
-	DefaultDownKbps     int // 20,000
-	DefaultServerKbps   int // 1,000,000, up and down
+	DefaultUpKbps     int // 4,000
+	DefaultDownKbps   int // 20,000
+	DefaultServerKbps int // 1,000,000, up and down
 	// ClustersNeeded is m: any m of the n media server clusters together
 	// hold every title (package placement). 0 means n−1, so that losing a
 	// cluster loses no title; 1 puts every title on every cluster.
 	ClustersNeeded int
-	MaxRetries          int // 8 reassignments per job
-	Budget              int // 1000 decisions per queue per iteration
-	Now                 func() time.Time
-	Log                 *slog.Logger
-	Metrics             *Metrics
+	MaxRetries     int // 8 reassignments per job
+	Budget         int // 1000 decisions per queue per iteration
+	Now            func() time.Time
+	Log            *slog.Logger
+	Metrics        *Metrics
 }
 
 func (c *Config) defaults() {
