@@ -160,6 +160,9 @@ type Store interface {
 }
 
 // Tx is one batch of writes. Put* replace the record with the same key.
+// A backend may hold writes and send them later, so a refused write can
+// be reported by Update rather than by the call that made it; either way
+// the Update fails.
 type Tx interface {
 	PutBox(Box) error
 	DeleteBox(api.BoxID) error // and its holdings, list, outbox and seqs

@@ -102,10 +102,11 @@ var errTxDone = errors.New("pgstore: transaction used after its Update returned"
 
 // tx is a schedstore.Tx on a PostgreSQL transaction. Puts and deletes are
 // held in batches, one per table, keyed so that a later put of a key
-// replaces an earlier one; flush sends deletes first, then puts. That
-// keeps the order of writes where it matters: DeleteBox sends what is
-// held before it when that could include its box, and DeleteHolding
-// drops a held put of its key.
+// replaces an earlier one; flush sends deletes first, then puts, then the
+// outbox's appends and acknowledgements (outbox.go). That keeps the order
+// of writes where it matters: DeleteBox sends what is held before it when
+// that could include its box, and DeleteHolding drops a held put of its
+// key.
 type tx struct {
 	ctx     context.Context
 	s       *Store
@@ -138,11 +139,12 @@ type pending struct {
 	transfers      batch[uint64, schedstore.Transfer]
 	measurements   batch[key32, schedstore.Measurement]
 	seqs           batch[key16, [2]uint64]
+	outbox         outboxWrites
 }
 
 func (p *pending) rows() int {
 	return p.boxDeletes.len() + p.holdingDeletes.len() + p.boxes.len() + p.holdings.len() + p.lists.len() +
-		p.titles.len() + p.transfers.len() + p.measurements.len() + p.seqs.len()
+		p.titles.len() + p.transfers.len() + p.measurements.len() + p.seqs.len() + p.outbox.len()
 }
 
 // boxKeyedPuts reports whether puts DeleteBox would undo are held.
@@ -158,6 +160,14 @@ type batch[K comparable, V any] struct {
 }
 
 func (b *batch[K, V]) len() int { return len(b.rows) }
+
+func (b *batch[K, V]) get(k K) (v V, ok bool) {
+	i, ok := b.idx[k]
+	if !ok {
+		return v, false
+	}
+	return b.rows[i], true
+}
 
 func (b *batch[K, V]) put(k K, v V) {
 	if i, ok := b.idx[k]; ok {
@@ -214,6 +224,18 @@ type statement struct {
 	what string
 	sql  string
 	args []any
+	// check, if set, reads the statement's one row of answer and says
+	// whether it did all it should; otherwise the answer is ignored.
+	check func(pgx.Row) error
+}
+
+// result reads the statement's answer from the batch.
+func (s statement) result(br pgx.BatchResults) error {
+	if s.check == nil {
+		_, err := br.Exec()
+		return err
+	}
+	return s.check(br.QueryRow())
 }
 
 const (
@@ -276,7 +298,7 @@ func (p *pending) deletes() []statement {
 	if p.boxDeletes.len() > 0 {
 		ids, _ := p.boxDeletes.sorted(cmp16)
 		for _, sql := range deleteBoxes {
-			st = append(st, statement{fmt.Sprintf("delete %d boxes", len(ids)), sql, []any{ids}})
+			st = append(st, statement{fmt.Sprintf("delete %d boxes", len(ids)), sql, []any{ids}, nil})
 		}
 	}
 	if p.holdingDeletes.len() > 0 {
@@ -286,7 +308,7 @@ func (p *pending) deletes() []statement {
 			for _, k := range keys[lo:hi] {
 				boxes, titles = append(boxes, key16(k[:16])), append(titles, key16(k[16:]))
 			}
-			st = append(st, statement{fmt.Sprintf("delete %d holdings", hi-lo), deleteHoldings, []any{boxes, titles}})
+			st = append(st, statement{fmt.Sprintf("delete %d holdings", hi-lo), deleteHoldings, []any{boxes, titles}, nil})
 		})
 	}
 	return st
@@ -321,7 +343,7 @@ func (p *pending) puts() []statement {
 				activated, lastSeen = append(activated, b.Activated), append(lastSeen, b.LastSeen)
 			}
 			st = append(st, statement{fmt.Sprintf("store %d boxes", n), upsertBoxes, []any{ids, account, certs, servers,
-				cluster, capacity, free, up, down, nat, region, isp, addr, activated, lastSeen}})
+				cluster, capacity, free, up, down, nat, region, isp, addr, activated, lastSeen}, nil})
 		})
 	}
 	if p.holdings.len() > 0 {
@@ -333,7 +355,7 @@ func (p *pending) puts() []statement {
 				boxes, titles = append(boxes, h.Box), append(titles, h.Title)
 				complete, have = append(complete, h.Complete), append(have, nonNil(h.Have))
 			}
-			st = append(st, statement{fmt.Sprintf("store %d holdings", n), upsertHoldings, []any{boxes, titles, complete, have}})
+			st = append(st, statement{fmt.Sprintf("store %d holdings", n), upsertHoldings, []any{boxes, titles, complete, have}, nil})
 		})
 	}
 	if p.lists.len() > 0 {
@@ -344,7 +366,7 @@ func (p *pending) puts() []statement {
 			for _, l := range rows[lo:hi] {
 				boxes, titles, versions = append(boxes, l.Box), append(titles, joinIDs(l.Titles)), append(versions, int64(l.Version))
 			}
-			st = append(st, statement{fmt.Sprintf("store %d priority lists", n), upsertLists, []any{boxes, titles, versions}})
+			st = append(st, statement{fmt.Sprintf("store %d priority lists", n), upsertLists, []any{boxes, titles, versions}, nil})
 		})
 	}
 	if p.titles.len() > 0 {
@@ -357,7 +379,7 @@ func (p *pending) puts() []statement {
 				ids, pieces, sizes = append(ids, t.ID), append(pieces, int64(t.Pieces)), append(sizes, int64(t.PieceSize))
 				payloads, hashes, publish = append(payloads, t.PayloadSize), append(hashes, t.PayloadHash[:]), append(publish, t.PublishAt)
 			}
-			st = append(st, statement{fmt.Sprintf("store %d titles", n), upsertTitles, []any{ids, pieces, sizes, payloads, hashes, publish}})
+			st = append(st, statement{fmt.Sprintf("store %d titles", n), upsertTitles, []any{ids, pieces, sizes, payloads, hashes, publish}, nil})
 		})
 	}
 	if p.transfers.len() > 0 {
@@ -369,7 +391,7 @@ func (p *pending) puts() []statement {
 			}
 			st = append(st, statement{fmt.Sprintf("store transfer %d", t.ID), upsertTransfer, []any{int64(t.ID),
 				key16(t.Title), key16(t.Receiver), key16(t.Sender), portions, key16(t.Initiator), string(t.State),
-				t.Outcome, int64(t.Pieces), t.Created, t.Updated}})
+				t.Outcome, int64(t.Pieces), t.Created, t.Updated}, nil})
 		}
 	}
 	if p.measurements.len() > 0 {
@@ -381,7 +403,7 @@ func (p *pending) puts() []statement {
 				from, to, kbps = append(from, m.From), append(to, m.To), append(kbps, int64(m.Kbps))
 				rtt, at = append(rtt, int64(m.RTTMilli)), append(at, m.At)
 			}
-			st = append(st, statement{fmt.Sprintf("store %d measurements", n), upsertMeasurements, []any{from, to, kbps, rtt, at}})
+			st = append(st, statement{fmt.Sprintf("store %d measurements", n), upsertMeasurements, []any{from, to, kbps, rtt, at}, nil})
 		})
 	}
 	if p.seqs.len() > 0 {
@@ -392,14 +414,14 @@ func (p *pending) puts() []statement {
 			for _, s := range rows[lo:hi] {
 				in, out = append(in, int64(s[0])), append(out, int64(s[1]))
 			}
-			st = append(st, statement{fmt.Sprintf("store %d sequence numbers", n), upsertSeqs, []any{keys[lo:hi], in, out}})
+			st = append(st, statement{fmt.Sprintf("store %d sequence numbers", n), upsertSeqs, []any{keys[lo:hi], in, out}, nil})
 		})
 	}
-	return st
+	return append(st, p.outbox.statements()...)
 }
 
 // flush sends everything held: deletes, then new rows of large batches
-// by COPY, then the other puts.
+// by COPY, then the other puts and the outbox's writes.
 func (t *tx) flush() error {
 	p := &t.p
 	defer func() { t.p = pending{} }()
@@ -429,7 +451,7 @@ func (t *tx) send(st []statement) error {
 	}
 	br := t.tx.SendBatch(t.ctx, &b)
 	for _, s := range st {
-		if _, err := br.Exec(); err != nil {
+		if err := s.result(br); err != nil {
 			_ = br.Close()
 			return t.fail(fmt.Errorf("pgstore: %s: %w", s.what, err))
 		}
@@ -546,7 +568,7 @@ func copyFresh[K comparable, V any](t *tx, b *batch[K, V], compare func(K, K) in
 // held is called after each write is held: a Tx that holds too much
 // sends it.
 func (t *tx) held() error {
-	if t.p.rows() >= maxPending {
+	if t.p.rows() >= maxPending || t.p.outbox.bytes >= maxPendingBytes {
 		return t.flush()
 	}
 	return nil
@@ -587,7 +609,11 @@ func (t *tx) DeleteBox(id api.BoxID) error {
 	if err := t.begin(); err != nil {
 		return err
 	}
-	if t.p.boxKeyedPuts() {
+	// Flush sends deletes first, so what is held before this delete and
+	// could be of its box goes now. The outbox's writes are held by box,
+	// so only this box's count: sending them (rather than dropping them)
+	// keeps the refusal of a Seq not above the stored mark.
+	if t.p.boxKeyedPuts() || t.p.outbox.holds(id) {
 		if err := t.flush(); err != nil {
 			return err
 		}
@@ -659,21 +685,11 @@ func (t *tx) SetSeqs(box api.BoxID, in, out uint64) error {
 	if err := t.begin(); err != nil {
 		return err
 	}
-	// Held: it sets seq_in and seq_out, AppendOutbox only appended, so
-	// they commute.
+	// Held: it sets seq_in and seq_out, and the outbox's appends set
+	// only appended, so the two commute.
 	t.p.seqs.put(box, [2]uint64{in, out})
 	return t.held()
 }
-
-// appendOutbox raises the box's high-water mark, if seq is above it, and
-// stores the message only then: one statement, which the row lock makes
-// safe against concurrent appends.
-const appendOutbox = `WITH mark AS (
-	INSERT INTO seqs (box, appended) VALUES ($1, $2)
-	ON CONFLICT (box) DO UPDATE SET appended = EXCLUDED.appended WHERE seqs.appended < EXCLUDED.appended
-	RETURNING 1
-)
-INSERT INTO outbox (box, seq, frame) SELECT $1, $2, $3 FROM mark`
 
 func (t *tx) AppendOutbox(o schedstore.Outbound) error {
 	if err := t.begin(); err != nil {
@@ -682,34 +698,18 @@ func (t *tx) AppendOutbox(o schedstore.Outbound) error {
 	if o.Seq == 0 || o.Seq > math.MaxInt64 {
 		return t.fail(fmt.Errorf("pgstore: outbox of %s: seq %d outside 1 to 2^63-1", o.Box, o.Seq))
 	}
-	if t.p.boxDeletes.len() > 0 { // a held DeleteBox would reset the mark
-		if err := t.flush(); err != nil {
-			return err
-		}
+	if err := t.p.outbox.append(o); err != nil {
+		return t.fail(fmt.Errorf("pgstore: %w", err))
 	}
-	tag, err := t.tx.Exec(t.ctx, appendOutbox, key16(o.Box), int64(o.Seq), nonNil(o.Frame))
-	if err != nil {
-		return t.fail(fmt.Errorf("pgstore: outbox of %s, seq %d: %w", o.Box, o.Seq, err))
-	}
-	if tag.RowsAffected() == 0 {
-		var last int64
-		_ = t.tx.QueryRow(t.ctx, "SELECT appended FROM seqs WHERE box = $1", key16(o.Box)).Scan(&last)
-		return t.fail(fmt.Errorf("pgstore: outbox of %s: seq %d not above %d, the last appended", o.Box, o.Seq, last))
-	}
-	return nil
+	return t.held()
 }
 
 func (t *tx) AckOutbox(box api.BoxID, seq uint64) error {
 	if err := t.begin(); err != nil {
 		return err
 	}
-	// Nothing held touches the outbox, and a held DeleteBox deletes all
-	// of it: this need not wait its turn.
-	if _, err := t.tx.Exec(t.ctx, "DELETE FROM outbox WHERE box = $1 AND seq <= $2",
-		key16(box), int64(min(seq, math.MaxInt64))); err != nil {
-		return t.fail(fmt.Errorf("pgstore: acknowledge outbox of %s through %d: %w", box, seq, err))
-	}
-	return nil
+	t.p.outbox.ack(box, min(seq, math.MaxInt64)) // no Seq is above MaxInt64
+	return t.held()
 }
 
 func (t *tx) NextTransferID() (api.TransferID, error) {

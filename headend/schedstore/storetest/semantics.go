@@ -700,3 +700,40 @@ func codeFor(i int, s string) string {
 	}
 	return s + "#" + string(rune('A'+i))
 }
+
+// testOutboxOrder checks the outbox's rules where a backend that holds
+// writes could reorder them: against the stored mark, around a DeleteBox
+// in the same Update, and with acknowledgements between appends.
+func testOutboxOrder(t *testing.T, h *harness) {
+	s, _ := h.store(t)
+	m := newModel()
+	m.update(t, s, func(b *both) { fillBox(b, 1); fillBox(b, 2) }) // marks at 3
+
+	// A Seq at the stored mark fails the Update, whenever it is found.
+	for _, seq := range []uint64{2, 3} {
+		var opErr error
+		err := s.Update(context.Background(), func(tx schedstore.Tx) error {
+			must(t, tx.AppendOutbox(schedstore.Outbound{Box: BoxID(1), Seq: 9, Frame: []byte("fine")}))
+			opErr = tx.AppendOutbox(schedstore.Outbound{Box: BoxID(2), Seq: seq, Frame: []byte("again")})
+			return nil
+		})
+		if opErr == nil && err == nil {
+			t.Errorf("seq %d, at or below the stored mark 3, was accepted", seq)
+		}
+	}
+	m.check(t, s)
+
+	m.update(t, s, func(b *both) {
+		// What was appended before a DeleteBox goes with the box, and the
+		// numbers start again after it.
+		b.appendOutbox(schedstore.Outbound{Box: BoxID(1), Seq: 7, Frame: []byte("lost")})
+		b.deleteBox(BoxID(1))
+		b.appendOutbox(schedstore.Outbound{Box: BoxID(1), Seq: 1, Frame: []byte("first")})
+		// An acknowledgement drops only what was there when it was made.
+		b.appendOutbox(schedstore.Outbound{Box: BoxID(2), Seq: 5, Frame: []byte("5")})
+		b.ackOutbox(BoxID(2), 6)
+		b.appendOutbox(schedstore.Outbound{Box: BoxID(2), Seq: 6, Frame: []byte("6")})
+		b.appendOutbox(schedstore.Outbound{Box: BoxID(2), Seq: 8, Frame: []byte("8")})
+	})
+	m.check(t, s)
+}

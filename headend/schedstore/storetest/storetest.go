@@ -86,6 +86,7 @@ func Run(t *testing.T, backend Backend) {
 		{"Transfers", testTransfers},
 		{"TransfersOf", testTransfersOf},
 		{"Outbox", testOutbox},
+		{"OutboxOrder", testOutboxOrder},
 		{"Seqs", testSeqs},
 		{"TransferIDs", testTransferIDs},
 		{"ActivationCodes", testActivationCodes},
