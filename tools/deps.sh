@@ -17,6 +17,8 @@ packages=(
 	cryptsetup-bin fdisk gdisk squashfs-tools openssl
 	# media: making test clips and decoding what the player outputs
 	ffmpeg
+	# peer transfers through real NAT: network namespaces, veth pairs, MASQUERADE
+	iproute2 iptables
 	postgresql # the scheduler store's PostgreSQL backend, tested on a private cluster (internal/pgtest)
 )
 
