@@ -270,6 +270,9 @@ type TransferStart struct {
 	// portions and expiry).
 	Token   []byte    `json:"token"`
 	Expires time.Time `json:"expires"`
+	// ICE are STUN/TURN credentials fresh for this transfer, so that a
+	// box whose session outlives those of Registered still gets through.
+	ICE *ICECredentials `json:"ice,omitempty"`
 }
 
 // TransferStarted says the connection is up and data flows.

@@ -390,10 +390,10 @@ func (s *Scheduler) startLeg(j *job, c candidate, portions []api.PieceRange) {
 	rcv := &st.boxes[j.key.box]
 	s.send(j.key.box, api.TransferStart{Transfer: id, Title: t.id, Role: api.RoleReceive,
 		Peer: api.Peer{Box: snd.id, Server: snd.server, Addr: snd.pieceAddr}, Initiate: l.initiator == j.key.box,
-		Portions: portions, Token: token, Expires: expires})
+		Portions: portions, Token: token, Expires: expires, ICE: s.ice(rcv.id)})
 	s.send(c.box, api.TransferStart{Transfer: id, Title: t.id, Role: api.RoleSend,
 		Peer: api.Peer{Box: rcv.id, Addr: rcv.pieceAddr}, Initiate: l.initiator == c.box,
-		Portions: portions, Token: token, Expires: expires})
+		Portions: portions, Token: token, Expires: expires, ICE: s.ice(snd.id)})
 	s.batch.transfers = append(s.batch.transfers, s.record(l, ""))
 	s.metrics.legsStarted.Inc()
 	s.refreshNeed(c.box)

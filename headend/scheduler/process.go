@@ -145,8 +145,8 @@ func (s *Scheduler) handle(b boxIdx, body api.Body) error {
 		x.registered, x.online = true, true
 		s.batch.boxes[b] = true
 		reg := api.Registered{Box: x.id, Time: msTime(s.nowMS)}
-		if s.cfg.ICE != nil {
-			reg.ICE = s.cfg.ICE(x.id, msTime(s.nowMS))
+		if ice := s.ice(x.id); ice != nil {
+			reg.ICE = *ice
 		}
 		s.send(b, reg)
 		s.refreshNeed(b)
@@ -368,4 +368,13 @@ func (s *Scheduler) addBox(rec schedstore.Box) boxIdx {
 		st.servers = append(st.servers, b)
 	}
 	return b
+}
+
+// ice mints STUN/TURN credentials for a box, if there is a TURN service.
+func (s *Scheduler) ice(box api.BoxID) *api.ICECredentials {
+	if s.cfg.ICE == nil {
+		return nil
+	}
+	c := s.cfg.ICE(box, msTime(s.nowMS))
+	return &c
 }

@@ -81,6 +81,7 @@ import (
 	"github.com/boxswarm/boxswarm/media"
 	"github.com/boxswarm/boxswarm/media/store"
 	"github.com/boxswarm/boxswarm/p2p/piece"
+	"github.com/boxswarm/boxswarm/p2p/rtc"
 )
 
 // Defaults of Config.
@@ -115,10 +116,16 @@ type Config struct {
 	// Send delivers a report to the scheduler (the scheduler client's
 	// Send).
 	Send func(ctx context.Context, b api.Body) error
-	// Dial connects to a transfer's sender. nil means TCP to Peer.Addr.
+	// RTC, if set, carries every transfer: each end connects through it
+	// as TransferStart says (who initiates), and Dial is not used. A
+	// sender with AcceptTokenOnly that does not initiate takes the
+	// receiver's connection from RTC.Accept instead.
+	RTC *rtc.Transport
+	// Dial connects to a transfer's sender without RTC. nil means TCP to
+	// Peer.Addr.
 	Dial func(ctx context.Context, peer api.Peer) (io.ReadWriteCloser, error)
-	// Listen is where peers connect to receive from this end, or nil.
-	// Run closes it.
+	// Listen is where peers connect over TCP to receive from this end, or
+	// nil. Run closes it.
 	Listen net.Listener
 	// UpLimit and DownLimit cap the bytes per second sent and received
 	// over all transfers; 0 means no cap.
@@ -255,15 +262,31 @@ func DialTCP(ctx context.Context, peer api.Peer) (io.ReadWriteCloser, error) {
 	return d.DialContext(ctx, "tcp", peer.Addr)
 }
 
-// Run serves incoming piece connections (if Config.Listen is set) until
-// ctx ends, then stops every transfer and returns once they have stopped.
-// Transfers run only while Run does.
+// Run serves incoming piece connections (over TCP if Config.Listen is
+// set, and unsolicited WebRTC ones for AcceptTokenOnly) until ctx ends,
+// then stops every transfer and returns once they have stopped. Transfers
+// run only while Run does.
 func (a *Agent) Run(ctx context.Context) error {
 	defer a.shutdown()
-	if a.cfg.Listen == nil {
-		<-ctx.Done()
-		return nil
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var loops sync.WaitGroup
+	if a.cfg.Listen != nil {
+		loops.Go(func() { cancel(a.acceptTCP(ctx)) })
 	}
+	if a.cfg.RTC != nil && a.cfg.AcceptTokenOnly {
+		loops.Go(func() { cancel(a.acceptRTC(ctx)) })
+	}
+	<-ctx.Done()
+	loops.Wait()
+	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
+}
+
+// acceptTCP serves the TCP listener until ctx ends.
+func (a *Agent) acceptTCP(ctx context.Context) error {
 	defer context.AfterFunc(ctx, func() { a.cfg.Listen.Close() })()
 	for {
 		c, err := a.cfg.Listen.Accept()
@@ -282,18 +305,71 @@ func (a *Agent) Run(ctx context.Context) error {
 			}
 			continue
 		}
-		select {
-		case a.conns <- struct{}{}:
-		default:
-			a.log.Warn("too many piece connections; closing one", "peer", c.RemoteAddr(), "max", a.cfg.MaxConns)
-			c.Close()
-			continue
-		}
-		a.wg.Go(func() {
-			defer func() { <-a.conns }()
-			a.serveConn(c)
-		})
+		a.serveIncoming(c, link{addr: c.RemoteAddr().String()})
 	}
+}
+
+// acceptRTC serves the WebRTC connections of transfers this end did not
+// connect itself (AcceptTokenOnly) until ctx ends.
+func (a *Agent) acceptRTC(ctx context.Context) error {
+	for {
+		c, err := a.cfg.RTC.Accept(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("transfer agent: accept WebRTC connection: %w", err)
+		}
+		a.serveIncoming(c, rtcLink(c))
+	}
+}
+
+// serveIncoming serves a connection unless MaxConns are being served.
+func (a *Agent) serveIncoming(c io.ReadWriteCloser, l link) {
+	select {
+	case a.conns <- struct{}{}:
+	default:
+		a.log.Warn("too many piece connections; closing one", "peer", l, "max", a.cfg.MaxConns)
+		c.Close()
+		return
+	}
+	a.wg.Go(func() {
+		defer func() { <-a.conns }()
+		a.serveConn(c, l)
+	})
+}
+
+// link is what the transport says about the other end of a connection.
+type link struct {
+	addr string
+	// peer and transfer are set when the transport vouches for them (the
+	// scheduler relayed the connection's signalling for this transfer,
+	// from this box): the grant must then name them.
+	peer     api.BoxID
+	transfer api.TransferID
+}
+
+func rtcLink(c *rtc.Conn) link {
+	return link{addr: "webrtc " + c.Path().String(), peer: c.Peer(), transfer: c.Transfer()}
+}
+
+func (l link) String() string {
+	if l.peer == (api.BoxID{}) {
+		return l.addr
+	}
+	return l.peer.String() + " (" + l.addr + ")"
+}
+
+// checkGrant refuses a grant for another transfer or receiver than the
+// transport vouches for: a token is then not a bearer credential.
+func (l link) checkGrant(g api.Grant) error {
+	if l.peer == (api.BoxID{}) {
+		return nil
+	}
+	if g.Transfer != l.transfer || g.Receiver != l.peer {
+		return fmt.Errorf("the connection of transfer %d from %s carries a grant for transfer %d to %s", l.transfer, l.peer, g.Transfer, g.Receiver)
+	}
+	return nil
 }
 
 // shutdown stops every transfer, quietly, and waits for them.
@@ -382,7 +458,22 @@ func (a *Agent) begin(s api.TransferStart) error {
 		defer a.wg.Done()
 		a.awaitReceiver(t)
 	}()
+	if a.cfg.RTC != nil && (s.Initiate || !a.cfg.AcceptTokenOnly) {
+		a.wg.Go(func() { a.connectReceiver(t) })
+	}
 	return nil
+}
+
+// connectReceiver makes a sending transfer's WebRTC connection and serves
+// the receiver on it. If that fails, so does the transfer.
+func (a *Agent) connectReceiver(t *transfer) {
+	c, err := a.cfg.RTC.Connect(t.ctx, t.start.Transfer, t.start.Peer.Box, t.start.Initiate)
+	if err != nil {
+		a.failUntaken(t, fmt.Errorf("connect to receiver %s: %w", t.start.Peer.Box, err))
+		return
+	}
+	t.log.Info("connected to the receiver", "path", c.Path())
+	a.serveIncoming(c, rtcLink(c))
 }
 
 func (a *Agent) newTransfer(s api.TransferStart) *transfer {
@@ -572,7 +663,7 @@ func truncate(s string, n int) string {
 // receive runs a receiving transfer: dial the sender, fetch, report.
 func (a *Agent) receive(t *transfer) {
 	defer a.end(t)
-	conn, err := a.dial(t)
+	conn, err := a.connectSender(t)
 	if err != nil {
 		a.finish(t, err, 0, nil)
 		return
@@ -598,7 +689,21 @@ func (t *transfer) progress(pieces int, bytes int64) {
 	t.bytes.Store(bytes)
 }
 
-// dial connects to the sender, trying a few times over about two seconds.
+// connectSender connects to a receiving transfer's sender.
+func (a *Agent) connectSender(t *transfer) (io.ReadWriteCloser, error) {
+	if a.cfg.RTC == nil {
+		return a.dial(t)
+	}
+	c, err := a.cfg.RTC.Connect(t.ctx, t.start.Transfer, t.start.Peer.Box, t.start.Initiate)
+	if err != nil {
+		return nil, fmt.Errorf("connect to donor %s: %w", t.start.Peer.Box, err)
+	}
+	t.log.Info("connected to the donor", "path", c.Path())
+	return c, nil
+}
+
+// dial connects to the sender over TCP, trying a few times over about two
+// seconds.
 func (a *Agent) dial(t *transfer) (io.ReadWriteCloser, error) {
 	wait := 250 * time.Millisecond
 	for attempt := 1; ; attempt++ {
@@ -668,29 +773,39 @@ func (a *Agent) awaitReceiver(t *transfer) {
 	case <-t.admitted:
 		return
 	case <-t.ctx.Done():
+		a.end(t)
 	case <-timer.C:
-		a.mu.Lock()
-		taken := t.taken
-		if !taken {
-			delete(a.transfers, t.start.Transfer) // no admission from now on
-		}
-		a.mu.Unlock()
-		if taken {
-			return
-		}
-		a.finish(t, fmt.Errorf("receiver %s did not connect before the token expired", t.start.Peer.Box), 0, nil)
+		a.failUntaken(t, fmt.Errorf("receiver %s did not connect before the token expired", t.start.Peer.Box))
 	}
+}
+
+// failUntaken ends a sending transfer in failure unless a receiver's
+// connection already took it or it ended otherwise.
+func (a *Agent) failUntaken(t *transfer, err error) {
+	a.mu.Lock()
+	mine := !t.taken && a.transfers[t.start.Transfer] == t
+	if mine {
+		delete(a.transfers, t.start.Transfer) // no admission from now on
+	}
+	a.mu.Unlock()
+	if !mine {
+		return
+	}
+	a.finish(t, err, 0, nil)
 	a.end(t)
 }
 
-// serveConn serves one incoming piece connection.
-func (a *Agent) serveConn(c net.Conn) {
+// serveConn serves one piece connection to a receiver.
+func (a *Agent) serveConn(c io.ReadWriteCloser, l link) {
 	var t *transfer
 	var stop func()
 	_, err := piece.Serve(a.base, c, piece.SenderConfig{
 		Store: a.cfg.Store, SchedulerKey: a.cfg.SchedulerKey, Self: a.cfg.Self, Now: a.cfg.Now,
-		Limiter: a.up, ChunkSize: a.chunk, IdleTimeout: a.cfg.IdleTimeout, Log: a.log.With("peer addr", c.RemoteAddr()),
+		Limiter: a.up, ChunkSize: a.chunk, IdleTimeout: a.cfg.IdleTimeout, Log: a.log.With("peer", l),
 		Admit: func(ctx context.Context, g api.Grant) (piece.Session, error) {
+			if err := l.checkGrant(g); err != nil {
+				return piece.Session{}, err
+			}
 			var err error
 			if t, err = a.admit(ctx, g); err != nil {
 				return piece.Session{}, err
@@ -704,7 +819,7 @@ func (a *Agent) serveConn(c net.Conn) {
 		},
 	})
 	if t == nil {
-		a.log.Info("piece connection not served", "peer addr", c.RemoteAddr(), "err", err)
+		a.log.Info("piece connection not served", "peer", l, "err", err)
 		return
 	}
 	stop()

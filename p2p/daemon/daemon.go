@@ -40,6 +40,7 @@ import (
 	"github.com/boxswarm/boxswarm/headend/mediaserver"
 	"github.com/boxswarm/boxswarm/media/store"
 	"github.com/boxswarm/boxswarm/p2p/agent"
+	"github.com/boxswarm/boxswarm/p2p/rtc"
 	schedclient "github.com/boxswarm/boxswarm/scheduler-client"
 )
 
@@ -47,15 +48,18 @@ import (
 // SchedulerKey and at least one of MediaKeys are required; a server also
 // needs Cluster and Listen.
 type Options struct {
-	HeadEnd      string // head-end gateway address, host:port
-	CA           string // the head-end's CA certificate(s), PEM file
-	ServerName   string // the name in the head-end's certificate (default: the host of HeadEnd)
-	Store        string // media store folder
-	State        string // session state file (default: sched-state.json next to Key)
-	Key, Cert    string // identity key and device certificate files
-	Activate     string // activation code, used if Cert does not exist
-	Listen       string // piece service address (empty: none; this box cannot send over TCP)
-	Advertise    string // piece address registered (default: the listening address)
+	HeadEnd    string // head-end gateway address, host:port
+	CA         string // the head-end's CA certificate(s), PEM file
+	ServerName string // the name in the head-end's certificate (default: the host of HeadEnd)
+	Store      string // media store folder
+	State      string // session state file (default: sched-state.json next to Key)
+	Key, Cert  string // identity key and device certificate files
+	Activate   string // activation code, used if Cert does not exist
+	// Transport carries the transfers: TransportWebRTC (the default), or
+	// TransportTCP (media servers and test agents with piece addresses).
+	Transport    string
+	Listen       string // TCP piece service address (empty: none)
+	Advertise    string // TCP piece address registered (default: the listening address)
 	UpKbps       int    // upload cap, kbit/s (0: none)
 	DownKbps     int    // download cap, kbit/s (0: none)
 	Capacity     int64  // bytes the store may hold (0: the file system's free space)
@@ -80,6 +84,12 @@ type Options struct {
 // ErrOptions is returned by Run for options that are missing or wrong.
 var ErrOptions = errors.New("daemon: bad options")
 
+// Transports.
+const (
+	TransportWebRTC = "webrtc"
+	TransportTCP    = "tcp"
+)
+
 func (o *Options) check() error {
 	var missing []string
 	for _, f := range []struct{ name, v string }{
@@ -92,11 +102,17 @@ func (o *Options) check() error {
 	if len(o.MediaKeys) == 0 {
 		missing = append(missing, "media key")
 	}
-	if o.Server && (o.Cluster == "" || o.Listen == "") {
-		missing = append(missing, "cluster and piece listen address (for a server)")
+	if o.Server && o.Cluster == "" {
+		missing = append(missing, "cluster (for a server)")
+	}
+	if o.Transport == TransportTCP && o.Server && o.Listen == "" {
+		missing = append(missing, "piece listen address (for a server over TCP)")
 	}
 	if len(missing) > 0 {
 		return fmt.Errorf("%w: missing %s", ErrOptions, strings.Join(missing, ", "))
+	}
+	if o.Transport != TransportWebRTC && o.Transport != TransportTCP {
+		return fmt.Errorf("%w: transport %q, want %s or %s", ErrOptions, o.Transport, TransportWebRTC, TransportTCP)
 	}
 	return nil
 }
@@ -104,6 +120,9 @@ func (o *Options) check() error {
 // Run runs the daemon until ctx ends or something fails. Once the piece
 // service listens and the session is set up, it calls o.Ready, if set.
 func Run(ctx context.Context, o Options, log *slog.Logger) error {
+	if o.Transport == "" {
+		o.Transport = TransportWebRTC
+	}
 	if err := o.check(); err != nil {
 		return err
 	}
@@ -150,11 +169,12 @@ func Run(ctx context.Context, o Options, log *slog.Logger) error {
 	// The client hands messages to the engine, which reports through the
 	// client: each needs the other.
 	var handle func(context.Context, api.Body) error
+	var ice iceCredentials
 	// announce is set below, before the client runs.
 	var announce func(context.Context) error
 	client, err := schedclient.New(schedclient.Config{
 		Addr: o.HeadEnd, ServerName: o.ServerName, Roots: roots, Identity: id, State: state,
-		Handle:    func(ctx context.Context, b api.Body) error { return handle(ctx, b) },
+		Handle:    func(ctx context.Context, b api.Body) error { return handle(ctx, ice.note(b)) },
 		OnConnect: func(ctx context.Context) { announceOnConnect(ctx, announce, log) },
 		Heartbeat: o.Heartbeat,
 		Log:       log,
@@ -172,9 +192,23 @@ func Run(ctx context.Context, o Options, log *slog.Logger) error {
 		}
 		defer lis.Close()
 	}
+	var tr *rtc.Transport
+	if o.Transport == TransportWebRTC {
+		tr, err = rtc.New(rtc.Config{
+			Self:              box,
+			Signal:            func(ctx context.Context, s api.Signal) error { return client.Send(ctx, s) },
+			ICE:               ice.get,
+			AcceptUnsolicited: o.Server,
+			Log:               log.With("part", "webrtc"),
+		})
+		if err != nil {
+			return err
+		}
+		defer tr.Close()
+	}
 	acfg := agent.Config{
 		Self: box, Store: st, MediaKeys: mediaKeys, SchedulerKey: schedKey,
-		Send: client.Send, Listen: lis,
+		Send: client.Send, RTC: tr, Listen: lis,
 		UpLimit: kbpsToBytes(o.UpKbps), DownLimit: kbpsToBytes(o.DownKbps),
 		ProgressEvery: o.ProgressEvery, Log: log,
 	}
@@ -209,6 +243,16 @@ func Run(ctx context.Context, o Options, log *slog.Logger) error {
 			return ag.SendInventory(ctx)
 		}
 	}
+	if tr != nil {
+		// Signalling goes to the transport, everything else to the engine.
+		engine := handle
+		handle = func(ctx context.Context, b api.Body) error {
+			if s, ok := b.(api.Signal); ok {
+				return tr.HandleSignal(ctx, s)
+			}
+			return engine(ctx, b)
+		}
+	}
 	addr := "none"
 	if lis != nil {
 		addr = lis.Addr().String()
@@ -216,7 +260,7 @@ func Run(ctx context.Context, o Options, log *slog.Logger) error {
 	if o.Ready != nil {
 		o.Ready(box, addr)
 	}
-	log.Info("transfer daemon running", "headend", o.HeadEnd, "pieces", addr, "store", o.Store, "server", o.Server)
+	log.Info("transfer daemon running", "headend", o.HeadEnd, "transport", o.Transport, "tcp pieces", addr, "store", o.Store, "server", o.Server)
 
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -255,6 +299,38 @@ func announceOnConnect(ctx context.Context, announce func(context.Context) error
 }
 
 func kbpsToBytes(kbps int) int { return kbps * 1000 / 8 }
+
+// iceCredentials keeps the newest STUN/TURN credentials the scheduler
+// handed out, in Registered and in each TransferStart.
+type iceCredentials struct {
+	mu  sync.Mutex
+	cur api.ICECredentials
+}
+
+// note takes the credentials out of a message on its way to the engine.
+func (c *iceCredentials) note(b api.Body) api.Body {
+	var fresh *api.ICECredentials
+	switch m := b.(type) {
+	case api.Registered:
+		fresh = &m.ICE
+	case api.TransferStart:
+		fresh = m.ICE
+	}
+	if fresh != nil && len(fresh.URLs) > 0 {
+		c.mu.Lock()
+		if !fresh.Expires.Before(c.cur.Expires) {
+			c.cur = *fresh
+		}
+		c.mu.Unlock()
+	}
+	return b
+}
+
+func (c *iceCredentials) get() api.ICECredentials {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cur
+}
 
 func readRoots(path string) (*x509.CertPool, error) {
 	b, err := os.ReadFile(path)

@@ -7,8 +7,14 @@
 //	transferd -headend HOST:PORT -ca headend-ca.pem -store DIR \
 //	    -key box.key -cert box.crt [-activate CODE] \
 //	    -media-key media.pub -scheduler-key scheduler.pub \
-//	    [-listen 127.0.0.1:0] [-up-kbps N] [-down-kbps N]
+//	    [-transport webrtc|tcp] [-listen 127.0.0.1:0] [-up-kbps N] [-down-kbps N]
 //	transferd -server -cluster noc-1 -ingest pkgs/<id> ... (same flags)
+//
+// Pieces travel over WebRTC data channels by default, through home NATs,
+// with the head-end's STUN/TURN service and the scheduler relaying the
+// signalling. -transport tcp uses direct TCP connections to the piece
+// addresses registered with -listen instead (a media server on a public
+// address can serve both ways).
 //
 // Identity: -key is the box's Ed25519 key (PKCS #8 PEM) and -cert its
 // device certificate (PEM). With -activate CODE and no certificate yet,
@@ -71,8 +77,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.Key, "key", "", "the box's identity key, PKCS #8 PEM Ed25519")
 	fs.StringVar(&o.Cert, "cert", "", "the box's device certificate, PEM")
 	fs.StringVar(&o.Activate, "activate", "", "activation code: obtain the device certificate (and create the key) if -cert does not exist")
-	fs.StringVar(&o.Listen, "listen", "", "where the piece service listens, host:port (empty: no piece service; this box cannot send over TCP)")
-	fs.StringVar(&o.Advertise, "advertise", "", "piece address registered with the scheduler (default: the listening address, unless it is a wildcard)")
+	fs.StringVar(&o.Transport, "transport", daemon.TransportWebRTC, "how pieces travel: webrtc (through NAT, signalled by the scheduler) or tcp (to piece addresses)")
+	fs.StringVar(&o.Listen, "listen", "", "where the TCP piece service listens, host:port (empty: none)")
+	fs.StringVar(&o.Advertise, "advertise", "", "TCP piece address registered with the scheduler (default: the listening address, unless it is a wildcard)")
 	fs.IntVar(&o.UpKbps, "up-kbps", 0, "upload cap in kbit/s (0: none)")
 	fs.IntVar(&o.DownKbps, "down-kbps", 0, "download cap in kbit/s (0: none)")
 	fs.Int64Var(&o.Capacity, "capacity", 0, "bytes the store may hold (0: the file system's free space)")
