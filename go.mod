@@ -11,9 +11,15 @@ require (
 	github.com/google/go-tpm v0.9.8
 	github.com/google/go-tpm-tools v0.4.11
 	github.com/jackc/pgx/v5 v5.7.5
+	github.com/pion/datachannel v1.5.8
+	github.com/pion/ice/v2 v2.3.38
 	github.com/pion/logging v0.2.2
+	github.com/pion/sctp v1.8.19
+	github.com/pion/sdp/v3 v3.0.9
 	github.com/pion/stun v0.6.1
+	github.com/pion/transport/v2 v2.2.10
 	github.com/pion/turn/v2 v2.1.6
+	github.com/pion/webrtc/v3 v3.3.6
 	github.com/prometheus/client_golang v1.20.5
 	github.com/u-root/u-root v0.16.0
 	go.etcd.io/bbolt v1.5.0
@@ -36,20 +42,13 @@ require (
 	github.com/klauspost/pgzip v1.2.6 // indirect
 	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
 	github.com/pierrec/lz4/v4 v4.1.22 // indirect
-	github.com/pion/datachannel v1.5.8 // indirect
 	github.com/pion/dtls/v2 v2.2.12 // indirect
-	github.com/pion/ice/v2 v2.3.38 // indirect
 	github.com/pion/interceptor v0.1.29 // indirect
 	github.com/pion/mdns v0.0.12 // indirect
 	github.com/pion/randutil v0.1.0 // indirect
 	github.com/pion/rtcp v1.2.14 // indirect
 	github.com/pion/rtp v1.8.7 // indirect
-	github.com/pion/sctp v1.8.19 // indirect
-	github.com/pion/sdp/v3 v3.0.9 // indirect
 	github.com/pion/srtp/v2 v2.0.20 // indirect
-	github.com/pion/transport/v2 v2.2.10 // indirect
-	github.com/pion/transport/v3 v3.0.2 // indirect
-	github.com/pion/webrtc/v3 v3.3.6 // indirect
 	github.com/prometheus/client_model v0.6.1 // indirect
 	github.com/prometheus/common v0.55.0 // indirect
 	github.com/prometheus/procfs v0.15.1 // indirect
