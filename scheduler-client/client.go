@@ -36,6 +36,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -110,11 +111,15 @@ type Client struct {
 	box  api.BoxID
 	cert tls.Certificate
 
-	// mu guards the sequence state and every State call.
+	// mu guards the sequence numbers and every State call, which may wait
+	// for the disk. The session's reader and sender take only outMu and
+	// lastIn, so heartbeats and messages already stored keep flowing
+	// while a Send waits for its fsync.
 	mu      sync.Mutex
-	lastIn  uint64
+	lastIn  atomic.Uint64 // written under mu
 	lastOut uint64
-	outbox  []Outbound    // stored, not acknowledged, in order
+	outMu   sync.Mutex
+	outbox  []Outbound    // stored, not acknowledged, in order; written under mu and outMu
 	wake    chan struct{} // Send stored a message
 
 	connected atomic.Bool
@@ -173,16 +178,17 @@ func New(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("scheduler client: box %s: load: %w: %w", box, ErrState, err)
 	}
-	return &Client{
+	c := &Client{
 		cfg:     cfg,
 		log:     cfg.Log.With("box", box.String()),
 		box:     box,
 		cert:    tls.Certificate{Certificate: [][]byte{cfg.Identity.Certificate}, PrivateKey: cfg.Identity.Key, Leaf: leaf},
-		lastIn:  lastIn,
 		lastOut: lastOut,
 		outbox:  pending,
 		wake:    make(chan struct{}, 1),
-	}, nil
+	}
+	c.lastIn.Store(lastIn)
+	return c, nil
 }
 
 // Box returns the box's ID, from its certificate.
@@ -203,7 +209,7 @@ func (c *Client) Send(ctx context.Context, b api.Body) error {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.outbox) >= c.cfg.MaxOutbox {
+	if len(c.outbox) >= c.cfg.MaxOutbox { // outbox changes only under mu
 		return fmt.Errorf("box %s: send %s: %d messages wait for the head-end: %w", c.box, b.Type(), len(c.outbox), ErrOutboxFull)
 	}
 	seq := c.lastOut + 1
@@ -215,7 +221,9 @@ func (c *Client) Send(ctx context.Context, b api.Body) error {
 		return fmt.Errorf("box %s: store message %d: %w: %w", c.box, seq, ErrState, err)
 	}
 	c.lastOut = seq
+	c.outMu.Lock()
 	c.outbox = append(c.outbox, Outbound{Seq: seq, Frame: frame})
+	c.outMu.Unlock()
 	select {
 	case c.wake <- struct{}{}:
 	default:
@@ -352,11 +360,7 @@ func (c *Client) session(ctx context.Context) (reached bool, err error) {
 	return true, err
 }
 
-func (c *Client) lastInNow() uint64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.lastIn
-}
+func (c *Client) lastInNow() uint64 { return c.lastIn.Load() }
 
 // hello exchanges hellos and drops what the head-end says it has
 // processed.
@@ -412,11 +416,13 @@ func (c *Client) ackOut(seq uint64) error {
 	if err := c.cfg.State.AckOut(seq); err != nil {
 		return fmt.Errorf("box %s: record ack %d: %w: %w", c.box, seq, ErrState, err)
 	}
+	c.outMu.Lock()
 	n := 0
 	for n < len(c.outbox) && c.outbox[n].Seq <= seq {
 		n++
 	}
-	c.outbox = append(c.outbox[:0], c.outbox[n:]...)
+	c.outbox = slices.Delete(c.outbox, 0, n)
+	c.outMu.Unlock()
 	c.lastOut = max(c.lastOut, seq)
 	return nil
 }
@@ -517,7 +523,7 @@ func (s *conn) inbound(ctx context.Context, m api.Message) error {
 	c.mu.Lock()
 	err := c.cfg.State.SetLastIn(m.Seq)
 	if err == nil {
-		c.lastIn = m.Seq
+		c.lastIn.Store(m.Seq)
 	}
 	c.mu.Unlock()
 	if err != nil {
@@ -607,14 +613,14 @@ func (s *conn) sendLoop() {
 // sendStored sends the stored messages not sent on this connection yet.
 func (s *conn) sendStored() bool {
 	c := s.c
-	c.mu.Lock()
+	c.outMu.Lock()
 	var todo []Outbound
 	for _, o := range c.outbox {
 		if o.Seq > s.sentHigh.Load() {
 			todo = append(todo, o)
 		}
 	}
-	c.mu.Unlock()
+	c.outMu.Unlock()
 	for _, o := range todo {
 		s.sentHigh.Store(o.Seq)
 		if !s.write(o.Frame) {
