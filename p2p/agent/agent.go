@@ -6,16 +6,19 @@
 //
 // # Transport and who initiates
 //
-// The transport today is TCP. A sender listens (Config.Listen, registered
-// with the scheduler as PieceAddr); the receiver of a transfer always dials
-// the sender's Peer.Addr, whatever TransferStart.Initiate says, since only
-// the end that listens can be reached over TCP, and the piece protocol
-// starts with the receiver's Hello either way. Initiate will decide which
-// end makes the WebRTC offer when that transport comes (Config.Dial is the
-// seam: it gets the whole Peer). A receiver whose peer has no address
-// fails the transfer at once: over TCP a sender cannot call a receiver, so
-// the scheduler's choice of the sender as initiator (when only the
-// receiver has a piece address) needs the WebRTC transport.
+// With Config.RTC (the daemon's default) every transfer runs over a WebRTC
+// data channel (package p2p/rtc): on TransferStart both ends call Connect
+// for the transfer, the end TransferStart.Initiate names makes the offer,
+// and the scheduler relays the signalling. The connection is bound to the
+// peer the scheduler named, so a sender refuses a grant for any other
+// receiver or transfer on it: a token is then not a bearer credential. A
+// media server (AcceptTokenOnly) that does not initiate takes the
+// receiver's connection from RTC.Accept, TransferStart or not.
+//
+// Without RTC the transport is TCP: a sender listens (Config.Listen,
+// registered with the scheduler as PieceAddr) and the receiver dials the
+// sender's Peer.Addr whatever Initiate says (Config.Dial is the seam). A
+// receiver whose peer has no address then fails the transfer at once.
 //
 // # Admission
 //
