@@ -5,6 +5,7 @@ go 1.26.0
 toolchain go1.26.8
 
 require (
+	filippo.io/edwards25519 v1.1.0
 	github.com/Eyevinn/mp4ff v0.56.0
 	github.com/asticode/go-astits v1.16.0
 	github.com/bluenviron/mediacommon/v2 v2.9.5

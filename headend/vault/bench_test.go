@@ -1,0 +1,50 @@
+package vault
+
+import (
+	"context"
+	"testing"
+)
+
+// BenchmarkRelease measures the vault's whole path per pass: the issuer
+// signs a pass, the vault verifies it, checks it against the box, unseals
+// the content key, wraps it to the box and commits the used pass and the
+// log entry to disk (one bbolt transaction with fsync).
+func BenchmarkRelease(b *testing.B) {
+	e := newEnv(b)
+	title, _ := e.put(b)
+	ctx := context.Background()
+	g := e.grant(title)
+	for b.Loop() {
+		p, _, err := e.issuer.Issue(g)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := e.v.Release(ctx, box, boxPub, p); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "releases/s")
+}
+
+// BenchmarkReleaseParallel is the same with concurrent boxes; bbolt
+// serialises the commits.
+func BenchmarkReleaseParallel(b *testing.B) {
+	e := newEnv(b)
+	title, _ := e.put(b)
+	ctx := context.Background()
+	g := e.grant(title)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			p, _, err := e.issuer.Issue(g)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			if _, err := e.v.Release(ctx, box, boxPub, p); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "releases/s")
+}
