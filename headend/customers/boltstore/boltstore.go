@@ -1,0 +1,212 @@
+// Package boltstore is the embedded customers.Store: one bbolt file in the
+// head-end's data folder, opened by one process at a time.
+//
+// It guarantees what storetest checks: an Update is one bbolt write
+// transaction, so Updates are serial and all or nothing, and a View is one
+// read transaction, a snapshot Updates do not disturb. Records are JSON
+// after a record version byte; decoding refuses anything else (ErrCorrupt).
+// Search reads every title and filters with customers.Search, the
+// reference the PostgreSQL backend is held to: fine for a catalog of tens
+// of thousands of titles on one machine.
+//
+// Buckets, keyed so that each access path is a lookup or a prefix scan
+// (\0 separates an ID from what follows; IDs hold no NUL; times in keys
+// are microseconds since 1970, sign bit flipped, big-endian):
+//
+//	meta               "format" → layout version
+//	accounts           account ID → account
+//	accounts.email     e-mail address → account ID
+//	sessions           session hash → session
+//	sessions.account   account \0 session hash → nothing
+//	throttles          key → throttle
+//	boxes              box ref → box
+//	boxes.code         activation code → box ref
+//	boxes.device       device ID → box ref
+//	boxes.account      account \0 added \0 box ref → nothing
+//	catalogs           catalog ID → catalog
+//	titles             media ID → title
+//	lists              box ref → list
+//	purchases          purchase ID → purchase
+//	purchases.account  account \0 at \0 purchase ID → nothing
+//	purchases.box      box ref \0 media ID, at \0 purchase ID → nothing
+//	ledger             account \0 seq (big-endian) → entry
+package boltstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/boxswarm/boxswarm/headend/customers"
+)
+
+// formatVersion is the file's layout. A build refuses a file with a later
+// layout rather than misread it.
+const formatVersion = 1
+
+var (
+	bMeta             = []byte("meta")
+	bAccounts         = []byte("accounts")
+	bAccountsEmail    = []byte("accounts.email")
+	bSessions         = []byte("sessions")
+	bSessionsAccount  = []byte("sessions.account")
+	bThrottles        = []byte("throttles")
+	bBoxes            = []byte("boxes")
+	bBoxesCode        = []byte("boxes.code")
+	bBoxesDevice      = []byte("boxes.device")
+	bBoxesAccount     = []byte("boxes.account")
+	bCatalogs         = []byte("catalogs")
+	bTitles           = []byte("titles")
+	bLists            = []byte("lists")
+	bPurchases        = []byte("purchases")
+	bPurchasesAccount = []byte("purchases.account")
+	bPurchasesBox     = []byte("purchases.box")
+	bLedger           = []byte("ledger")
+
+	allBuckets = [][]byte{bMeta, bAccounts, bAccountsEmail, bSessions, bSessionsAccount, bThrottles,
+		bBoxes, bBoxesCode, bBoxesDevice, bBoxesAccount, bCatalogs, bTitles, bLists,
+		bPurchases, bPurchasesAccount, bPurchasesBox, bLedger}
+
+	keyFormat = []byte("format")
+)
+
+// DefaultTimeout is how long Open waits for another process to close the
+// file.
+const DefaultTimeout = time.Second
+
+// Option adjusts Open.
+type Option func(*options)
+
+type options struct {
+	timeout time.Duration
+	log     *slog.Logger
+}
+
+// WithTimeout sets how long Open waits for another process holding the
+// file.
+func WithTimeout(d time.Duration) Option { return func(o *options) { o.timeout = d } }
+
+// WithLogger sets where the store logs.
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
+
+// Store is a customers.Store in one bbolt file.
+type Store struct {
+	db    *bolt.DB
+	close func() error
+}
+
+var _ customers.Store = (*Store)(nil)
+
+// Open opens the store at path, creating it if missing. It fails, after the
+// timeout, if another process has it open.
+func Open(path string, opts ...Option) (*Store, error) {
+	o := options{timeout: DefaultTimeout, log: slog.Default()}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: o.timeout, FreelistType: bolt.FreelistMapType})
+	if errors.Is(err, berrors.ErrTimeout) {
+		return nil, fmt.Errorf("boltstore: open %s: another process has it open (waited %v): %w", path, o.timeout, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("boltstore: open %s: %w", path, err)
+	}
+	created := false
+	err = db.Update(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bMeta)
+		if meta == nil {
+			var other []byte
+			_ = tx.ForEach(func(name []byte, _ *bolt.Bucket) error { other = name; return errStop })
+			if other != nil {
+				return fmt.Errorf("not a customer store: it has a bucket %q but no %q", other, bMeta)
+			}
+			created = true
+		} else if v := meta.Get(keyFormat); len(v) != 1 || v[0] != formatVersion {
+			return fmt.Errorf("file layout %v, this build reads layout %d", v, formatVersion)
+		}
+		for _, name := range allBuckets {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return fmt.Errorf("create bucket %s: %w", name, err)
+			}
+		}
+		return tx.Bucket(bMeta).Put(keyFormat, []byte{formatVersion})
+	})
+	if err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("boltstore: open %s: %w", path, err)
+	}
+	o.log.Info("customer store open", "path", path, "created", created)
+	return &Store{db: db, close: sync.OnceValue(db.Close)}, nil
+}
+
+var errStop = errors.New("stop")
+
+// Close closes the file. Calling it again does nothing.
+func (s *Store) Close() error { return s.close() }
+
+// View runs fn in one read transaction.
+func (s *Store) View(ctx context.Context, fn func(customers.ReadTx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.db.View(func(btx *bolt.Tx) error {
+		t := &tx{btx: btx}
+		defer func() { t.done = true }()
+		return fn(t)
+	})
+}
+
+// Update runs fn in one write transaction.
+func (s *Store) Update(ctx context.Context, fn func(customers.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.db.Update(func(btx *bolt.Tx) error {
+		t := &tx{btx: btx, write: true}
+		defer func() { t.done = true }()
+		if err := fn(t); err != nil {
+			return err
+		}
+		if t.spoiled != nil {
+			return fmt.Errorf("boltstore: update not stored: a write failed: %w", t.spoiled)
+		}
+		return ctx.Err()
+	})
+}
+
+// SearchTitles reads every title and answers with customers.Search.
+func (s *Store) SearchTitles(ctx context.Context, q customers.TitleQuery) (customers.Page, error) {
+	if err := ctx.Err(); err != nil {
+		return customers.Page{}, err
+	}
+	var all []customers.Title
+	err := s.db.View(func(btx *bolt.Tx) error {
+		c := btx.Bucket(bTitles).Cursor()
+		n := 0
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			if n++; n%256 == 0 {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+			}
+			var t customers.Title
+			if err := decode(v, &t); err != nil {
+				return fmt.Errorf("boltstore: title %x: %w", k, err)
+			}
+			if q.Visible(t) { // the cheap filters first: fewer titles to sort
+				all = append(all, t)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return customers.Page{}, err
+	}
+	return customers.Search(q, all), nil
+}

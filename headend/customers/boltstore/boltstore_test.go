@@ -1,0 +1,110 @@
+package boltstore
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/boxswarm/boxswarm/headend/customers"
+	"github.com/boxswarm/boxswarm/headend/customers/storetest"
+)
+
+var quiet = WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))
+
+// backend gives each test a new file; reopening opens the same file.
+func backend(tb testing.TB) func(testing.TB) customers.Store {
+	path := filepath.Join(tb.TempDir(), "customers.db")
+	return func(tb testing.TB) customers.Store {
+		s, err := Open(path, quiet)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		return s
+	}
+}
+
+func TestConformance(t *testing.T) { storetest.Run(t, backend) }
+
+func TestSecondOpenerFailsFast(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "customers.db")
+	s, err := Open(path, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	start := time.Now()
+	if _, err := Open(path, quiet, WithTimeout(100*time.Millisecond)); err == nil || !strings.Contains(err.Error(), "another process") {
+		t.Fatalf("second Open: %v, want it refused as held", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("second Open took %v", d)
+	}
+}
+
+func TestRefusesForeignFiles(t *testing.T) {
+	cases := []struct {
+		name  string
+		setup func(*bolt.Tx) error
+		want  string
+	}{
+		{"newer layout", func(tx *bolt.Tx) error {
+			b, err := tx.CreateBucket(bMeta)
+			if err != nil {
+				return err
+			}
+			return b.Put(keyFormat, []byte{formatVersion + 1})
+		}, "layout"},
+		{"another program's file", func(tx *bolt.Tx) error {
+			_, err := tx.CreateBucket([]byte("boxes"))
+			return err
+		}, "not a customer store"},
+	}
+	for _, tc := range cases {
+		path := filepath.Join(t.TempDir(), "x.db")
+		db, err := bolt.Open(path, 0o600, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := db.Update(tc.setup); err != nil {
+			t.Fatal(err)
+		}
+		db.Close()
+		if s, err := Open(path, quiet); err == nil {
+			s.Close()
+			t.Errorf("%s: opened", tc.name)
+		} else if !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want it to say %q", tc.name, err, tc.want)
+		}
+	}
+}
+
+// TestCorruptRecord checks that a damaged value is reported, not misread.
+func TestCorruptRecord(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "customers.db")
+	s, err := Open(path, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := storetest.SampleAccount(1)
+	ctx := context.Background()
+	if err := s.Update(ctx, func(tx customers.Tx) error { return tx.CreateAccount(a) }); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range [][]byte{nil, {recordVersion + 1, '{', '}'}, {recordVersion, '{'}, {recordVersion, '{', '"', 'X', '"', ':', '1', '}'}} {
+		if err := s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bAccounts).Put([]byte(a.ID), bad) }); err != nil {
+			t.Fatal(err)
+		}
+		err := s.View(ctx, func(tx customers.ReadTx) error { _, err := tx.Account(a.ID); return err })
+		if !errors.Is(err, ErrCorrupt) {
+			t.Errorf("record %q: %v, want ErrCorrupt", bad, err)
+		}
+	}
+	s.Close()
+}

@@ -1,0 +1,289 @@
+// Package pgstore is the PostgreSQL customers.Store, for operators whose
+// head-end outgrows one machine. It needs PostgreSQL 15 or later and a
+// UTF-8 database, creates its tables (all named cust_…, so it can share
+// the scheduler's database) on first use, and refuses a database whose
+// schema is newer than the build.
+//
+// It guarantees what storetest checks, with these means:
+//   - Every value reaches the server as a query parameter; no SQL is ever
+//     built from a value. The only SQL chosen at run time is one of three
+//     fixed ORDER BY clauses, picked by a switch on the sort.
+//   - Search matches with LIKE on text folded by Go, the query's LIKE
+//     wildcards (%, _) and the escape character (\) escaped, so a query
+//     matches only as a literal substring, as the bbolt backend's does.
+//   - An Update is one SERIALIZABLE transaction; a serialization failure
+//     or deadlock runs fn again in a new one, up to maxAttempts times. A
+//     View is one REPEATABLE READ, read-only transaction: a snapshot.
+//   - The billing ledger is append-only in the database itself: a trigger
+//     refuses UPDATE, DELETE and TRUNCATE on it.
+package pgstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/boxswarm/boxswarm/headend/customers"
+)
+
+// maxAttempts bounds how often Update runs fn when the server cannot
+// serialize it with concurrent transactions.
+const maxAttempts = 10
+
+// Option adjusts Open.
+type Option func(*options)
+
+type options struct {
+	log *slog.Logger
+}
+
+// WithLogger sets where the store logs.
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
+
+// Store is a customers.Store in a PostgreSQL database.
+type Store struct {
+	pool  *pgxpool.Pool
+	log   *slog.Logger
+	close func()
+}
+
+var _ customers.Store = (*Store)(nil)
+
+// Open connects to the database at dsn (a URL or key=value string, as
+// libpq takes), checks its schema or creates it, and returns the store.
+func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
+	o := options{log: slog.Default()}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	cfg, err := pgxpool.ParseConfig(dsn) // its errors hide the password
+	if err != nil {
+		return nil, fmt.Errorf("customers pgstore: %w", err)
+	}
+	cc := cfg.ConnConfig
+	where := fmt.Sprintf("%s:%d/%s", cc.Host, cc.Port, cc.Database)
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("customers pgstore: connect to %s: %w", where, err)
+	}
+	s := &Store{pool: pool, log: o.log}
+	s.close = sync.OnceFunc(pool.Close)
+	created, err := s.prepare(ctx)
+	if err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("customers pgstore: open %s: %w", where, err)
+	}
+	o.log.Info("customer store open", "database", where, "created", created)
+	return s, nil
+}
+
+// prepare checks the server and creates the schema if the database has
+// none.
+func (s *Store) prepare(ctx context.Context) (created bool, err error) {
+	var encoding string
+	var version int
+	if err := s.pool.QueryRow(ctx, "SELECT current_setting('server_encoding'), current_setting('server_version_num')::int").
+		Scan(&encoding, &version); err != nil {
+		return false, err
+	}
+	if encoding != "UTF8" {
+		return false, fmt.Errorf("database encoding is %s; the store needs UTF8", encoding)
+	}
+	if version < 150000 {
+		return false, fmt.Errorf("server version %d; the store needs PostgreSQL 15 or later", version)
+	}
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", int64(migrationLock)); err != nil {
+			return err
+		}
+		var exists bool
+		if err := tx.QueryRow(ctx, "SELECT to_regclass('cust_schema_version') IS NOT NULL").Scan(&exists); err != nil {
+			return err
+		}
+		if !exists {
+			if _, err := tx.Exec(ctx, "CREATE TABLE cust_schema_version (version integer NOT NULL)"); err != nil {
+				return fmt.Errorf("create schema: %w", err)
+			}
+			if _, err := tx.Exec(ctx, schemaV1); err != nil {
+				return fmt.Errorf("create schema: %w", err)
+			}
+			if _, err := tx.Exec(ctx, "INSERT INTO cust_schema_version (version) VALUES ($1)", schemaVersion); err != nil {
+				return err
+			}
+			created = true
+			return nil
+		}
+		var have int
+		err := tx.QueryRow(ctx, "SELECT version FROM cust_schema_version").Scan(&have)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			return errors.New("table cust_schema_version is empty")
+		case err != nil:
+			return fmt.Errorf("read schema version: %w", err)
+		case have > schemaVersion:
+			return fmt.Errorf("schema version %d is newer than this build's %d", have, schemaVersion)
+		case have < schemaVersion:
+			return fmt.Errorf("schema version %d is older than this build's %d, and there is no migration", have, schemaVersion)
+		}
+		return nil
+	})
+	return created, err
+}
+
+// Close closes the store's connections. Calling it again does nothing.
+func (s *Store) Close() error {
+	s.close()
+	return nil
+}
+
+// View runs fn in one REPEATABLE READ, read-only transaction.
+func (s *Store) View(ctx context.Context, fn func(customers.ReadTx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	ptx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return fmt.Errorf("customers pgstore: begin view: %w", err)
+	}
+	t := &tx{ctx: ctx, tx: ptx}
+	defer func() {
+		t.done = true
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		_ = ptx.Rollback(rctx) // read-only: nothing to keep
+	}()
+	return fn(t)
+}
+
+// Update runs fn in one SERIALIZABLE transaction, running it again in a
+// new one (up to maxAttempts in all) when the server reports a
+// serialization failure or deadlock. A panic in fn rolls back and goes on
+// up.
+func (s *Store) Update(ctx context.Context, fn func(customers.Tx) error) error {
+	for attempt := 1; ; attempt++ {
+		err := s.updateOnce(ctx, fn)
+		if err == nil || !retryable(err) || attempt == maxAttempts || ctx.Err() != nil {
+			return err
+		}
+		// Full jitter, so that the transactions that collided do not
+		// collide again.
+		wait := time.Duration(rand.Int64N(int64(min(2*time.Millisecond<<attempt, 500*time.Millisecond))))
+		s.log.Debug("customers pgstore: retrying update", "attempt", attempt, "wait", wait, "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+	}
+}
+
+func retryable(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (pgErr.Code == "40001" || pgErr.Code == "40P01") // serialization_failure, deadlock_detected
+}
+
+func (s *Store) updateOnce(ctx context.Context, fn func(customers.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	ptx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.Serializable})
+	if err != nil {
+		return fmt.Errorf("customers pgstore: begin update: %w", err)
+	}
+	t := &tx{ctx: ctx, tx: ptx, write: true}
+	committed := false
+	defer func() {
+		t.done = true
+		if !committed {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			defer cancel()
+			_ = ptx.Rollback(rctx)
+		}
+	}()
+	if err := fn(t); err != nil {
+		return err
+	}
+	if t.spoiled != nil {
+		return fmt.Errorf("customers pgstore: update not stored: a write failed: %w", t.spoiled)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := ptx.Commit(ctx); err != nil {
+		return fmt.Errorf("customers pgstore: commit update: %w", err)
+	}
+	committed = true
+	return nil
+}
+
+// EscapeLike escapes s for a LIKE pattern with ESCAPE '\': the wildcards
+// % and _ and the escape character itself match only themselves.
+func EscapeLike(s string) string {
+	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s)
+}
+
+// orderBy is the ORDER BY of each sort: fixed text, never built from the
+// query.
+func orderBy(s customers.Sort) (string, error) {
+	switch s {
+	case customers.SortTitle:
+		return `name_key COLLATE "C", media`, nil
+	case customers.SortYear:
+		return `year DESC, name_key COLLATE "C", media`, nil
+	case customers.SortNewest:
+		return `publish_at DESC, name_key COLLATE "C", media`, nil
+	}
+	return "", fmt.Errorf("%w: sort %q", customers.ErrInvalid, s)
+}
+
+// searchWhere filters titles as customers.TitleQuery.Matches does. The
+// parameters are $1 catalogs, $2 now, $3 region, $4 LIKE pattern, $5
+// folded genre.
+const searchWhere = ` FROM cust_titles
+	WHERE catalog = ANY($1::text[])
+	AND publish_at <= $2
+	AND regions && ARRAY[$3::text, '*']
+	AND search_key LIKE $4 ESCAPE '\'
+	AND ($5 = '' OR genre_key = $5)`
+
+// SearchTitles runs a search over one snapshot: the count and the page.
+func (s *Store) SearchTitles(ctx context.Context, q customers.TitleQuery) (customers.Page, error) {
+	q.Query = q.Query.Normalized()
+	order, err := orderBy(q.Sort)
+	if err != nil {
+		return customers.Page{}, err
+	}
+	catalogs := make([]string, len(q.Catalogs))
+	for i, c := range q.Catalogs {
+		catalogs[i] = string(c)
+	}
+	pattern := "%" + EscapeLike(customers.FoldText(q.Text)) + "%"
+	args := []any{catalogs, q.Now, q.Region, pattern, customers.FoldText(q.Genre)}
+	p := customers.Page{Offset: q.Offset, Limit: q.Limit}
+	err = s.View(ctx, func(rt customers.ReadTx) error {
+		t := rt.(*tx)
+		if err := t.tx.QueryRow(ctx, "SELECT count(*)"+searchWhere, args...).Scan(&p.Total); err != nil {
+			return err
+		}
+		rows, err := t.tx.Query(ctx, "SELECT "+titleColumns+searchWhere+" ORDER BY "+order+" LIMIT $6 OFFSET $7",
+			append(args, q.Limit, q.Offset)...)
+		if err != nil {
+			return err
+		}
+		p.Titles, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (customers.Title, error) { return scanTitle(r) })
+		return err
+	})
+	if err != nil {
+		return customers.Page{}, fmt.Errorf("customers pgstore: search: %w", err)
+	}
+	return p, nil
+}
