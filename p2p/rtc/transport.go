@@ -27,7 +27,7 @@ const (
 	DefaultConnectTimeout    = 20 * time.Second
 	DefaultHighWater         = 1 << 20
 	DefaultLowWater          = 512 << 10
-	DefaultSCTPReceiveBuffer = 8 << 20
+	DefaultSCTPReceiveBuffer = 768 << 10
 	DefaultMaxConns          = 64
 	DefaultMaxCandidates     = 32
 	DefaultMaxPending        = 256
@@ -79,8 +79,13 @@ type Config struct {
 	// HighWater and LowWater, in bytes, pace Write: it blocks while the
 	// data channel buffers more than HighWater, until that falls to
 	// LowWater. SCTPReceiveBuffer is SCTP's receive window. The defaults
-	// (1 MiB, 512 KiB, 8 MiB) are starting points, not yet tuned by
-	// measurement.
+	// (1 MiB, 512 KiB, 768 KiB) were measured on loopback (BENCHMARKS.md,
+	// "Peer transfers"): the thresholds hardly matter, but a window of 1
+	// MiB or more lets a burst overflow pion's in-process packet buffers
+	// (1,000,000 bytes each), and every packet they drop stalls SCTP for a
+	// retransmission timeout of a second. The price of the small window
+	// is a ceiling of window/RTT per connection (about 15 MB/s at 50 ms),
+	// which is above a home uplink.
 	HighWater, LowWater int
 	SCTPReceiveBuffer   int
 	// MaxConns bounds connections connecting or open at once;

@@ -43,6 +43,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 
@@ -52,6 +53,13 @@ import (
 )
 
 func main() {
+	if os.Getenv("GOGC") == "" {
+		// pion allocates per packet and the daemon's live heap is small,
+		// so at the default the collector runs constantly: 400 saves about
+		// a quarter of the CPU per GiB moved for some 24 MiB of heap
+		// (BENCHMARKS.md, "Peer transfers").
+		debug.SetGCPercent(400)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
