@@ -66,7 +66,8 @@ type Config struct {
 	// AcceptUnsolicited answers offers for transfers Connect was not (yet)
 	// called for; their connections come out of Accept (media servers).
 	// A Connect(initiate=false) for such a transfer, from the same peer,
-	// takes the connection over if Accept has not returned it yet.
+	// takes the connection over while it is still being set up; once it
+	// is up it belongs to Accept, and Connect returns ErrBusy.
 	AcceptUnsolicited bool
 	// UDPBuffer is SO_RCVBUF and SO_SNDBUF for ICE sockets on the real
 	// network (best effort); 0 means DefaultUDPBuffer, negative leaves the
@@ -418,8 +419,8 @@ func (t *Transport) Connect(ctx context.Context, transfer api.TransferID, peer a
 	return s.wait(ctx)
 }
 
-// claim takes over an unsolicited session for the transfer that Accept
-// has not returned yet; it returns nil, nil if there is no session.
+// claim takes over an unsolicited session for the transfer that is still
+// being set up; it returns nil, nil if there is no session.
 func (t *Transport) claim(transfer api.TransferID, peer api.BoxID, initiate bool) (*session, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
