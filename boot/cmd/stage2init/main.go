@@ -57,6 +57,7 @@ func run(ctx context.Context, console io.Writer, log *slog.Logger) error {
 	if err := mountBasics(); err != nil {
 		return err
 	}
+	tuneNetwork(log)
 	cmdline, err := os.ReadFile("/proc/cmdline")
 	if err != nil {
 		return err
@@ -120,6 +121,22 @@ func run(ctx context.Context, console io.Writer, log *slog.Logger) error {
 	show(board.PanelRunning, fmt.Sprintf("version %d", params.Version))
 	fmt.Fprintf(console, "%s version=%d slot=%s\n", okMarker, params.Version, params.Slot)
 	select {} // the supervisor keeps the daemons running
+}
+
+// udpBufferMax is what the transfer daemon's ICE sockets ask for: at
+// Linux's default cap (208 KiB) a WebRTC data channel loses datagrams in
+// bursts, and each loss stalls it for a second (BENCHMARKS.md, "Peer
+// transfers").
+const udpBufferMax = "4194304"
+
+// tuneNetwork raises the socket buffer caps, best effort: a kernel without
+// them only makes transfers slower.
+func tuneNetwork(log *slog.Logger) {
+	for _, f := range []string{"/proc/sys/net/core/rmem_max", "/proc/sys/net/core/wmem_max"} {
+		if err := os.WriteFile(f, []byte(udpBufferMax), 0o644); err != nil {
+			log.Warn("socket buffer cap not raised", "file", f, "err", err)
+		}
+	}
 }
 
 func mountBasics() error {
