@@ -191,7 +191,7 @@ func Listen(ctx context.Context, cfg Config) (*Server, error) {
 	s.turn, err = turn.NewServer(turn.ServerConfig{
 		Realm:         cfg.Realm,
 		AuthHandler:   s.authenticate,
-		LoggerFactory: pionLogs{cfg.Log},
+		LoggerFactory: pionLogs(cfg.Log),
 		PacketConnConfigs: []turn.PacketConnConfig{{
 			PacketConn:            s.conn,
 			RelayAddressGenerator: &relayGenerator{inner: inner, s: s},

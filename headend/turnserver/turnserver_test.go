@@ -83,7 +83,7 @@ func newClient(t *testing.T, s *Server, username, password string) *turn.Client 
 		Password:       password,
 		Conn:           conn,
 		RTO:            time.Second, // no retransmissions on a slow test machine
-		LoggerFactory:  pionLogs{quiet()},
+		LoggerFactory:  pionLogs(quiet()),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -336,7 +336,14 @@ func TestRelay(t *testing.T) {
 		}
 	}
 
+	// The relay may count a datagram just after forwarding it.
 	st := s.Stats()
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); st = s.Stats() {
+		if st.BytesToPeers >= uint64(len(msg)) && st.BytesFromPeers >= uint64(len(msg)) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	if st.BytesToPeers < uint64(len(msg)) || st.BytesFromPeers < uint64(len(msg)) {
 		t.Errorf("stats %+v, want at least %d bytes each way", st, len(msg))
 	}

@@ -73,7 +73,7 @@ func newNATWorld(t testing.TB, a, b natKind, secret []byte, log *slog.Logger) *n
 	t.Helper()
 	vnetBuild.Lock()
 	defer vnetBuild.Unlock()
-	lf := pionLogs{log}
+	lf := pionLogs(log)
 	wan, err := vnet.NewRouter(&vnet.RouterConfig{CIDR: "0.0.0.0/0", LoggerFactory: lf})
 	if err != nil {
 		t.Fatal(err)

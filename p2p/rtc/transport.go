@@ -197,7 +197,7 @@ func New(cfg Config) (*Transport, error) {
 // data channels, no mDNS, UDP only.
 func (t *Transport) newAPI() (*webrtc.API, error) {
 	var se webrtc.SettingEngine
-	se.LoggerFactory = pionLogs{t.log}
+	se.LoggerFactory = pionLogs(t.log)
 	se.DetachDataChannels()
 	se.SetSCTPMaxReceiveBufferSize(uint32(t.cfg.SCTPReceiveBuffer))
 	// Boxes are not browsers: their peers are told real addresses, and
