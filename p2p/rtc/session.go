@@ -34,7 +34,8 @@ type session struct {
 	initiate    bool
 	unsolicited bool
 	claimed     bool // (t.mu) Connect took over an unsolicited session
-	delivered   bool // (t.mu) an unsolicited session's Conn went to Accept
+	delivered   bool // (t.mu) an unsolicited session's Conn is queued for Accept
+	accepted    bool // (t.mu) Accept returned it
 
 	ctx  context.Context // ends, with its cause, when the session must go
 	stop context.CancelCauseFunc

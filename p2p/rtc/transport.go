@@ -66,8 +66,7 @@ type Config struct {
 	// AcceptUnsolicited answers offers for transfers Connect was not (yet)
 	// called for; their connections come out of Accept (media servers).
 	// A Connect(initiate=false) for such a transfer, from the same peer,
-	// takes the connection over while it is still being set up; once it
-	// is up it belongs to Accept, and Connect returns ErrBusy.
+	// takes the connection over if Accept has not returned it yet.
 	AcceptUnsolicited bool
 	// UDPBuffer is SO_RCVBUF and SO_SNDBUF for ICE sockets on the real
 	// network (best effort); 0 means DefaultUDPBuffer, negative leaves the
@@ -419,8 +418,8 @@ func (t *Transport) Connect(ctx context.Context, transfer api.TransferID, peer a
 	return s.wait(ctx)
 }
 
-// claim takes over an unsolicited session for the transfer that is still
-// being set up; it returns nil, nil if there is no session.
+// claim takes over an unsolicited session for the transfer that Accept
+// has not returned yet; it returns nil, nil if there is no session.
 func (t *Transport) claim(transfer api.TransferID, peer api.BoxID, initiate bool) (*session, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -431,7 +430,7 @@ func (t *Transport) claim(transfer api.TransferID, peer api.BoxID, initiate bool
 	switch {
 	case s == nil:
 		return nil, nil
-	case !s.unsolicited || s.claimed || s.delivered || initiate:
+	case !s.unsolicited || s.claimed || s.accepted || initiate:
 		return nil, ErrBusy
 	case s.peer != peer:
 		return nil, fmt.Errorf("%w: the peer's offer came from %s", ErrBusy, s.peer)
@@ -443,13 +442,21 @@ func (t *Transport) claim(transfer api.TransferID, peer api.BoxID, initiate bool
 // Accept returns connections made from unsolicited offers
 // (Config.AcceptUnsolicited).
 func (t *Transport) Accept(ctx context.Context) (*Conn, error) {
-	select {
-	case c := <-t.accept:
-		return c, nil
-	case <-ctx.Done():
-		return nil, fmt.Errorf("rtc: accept: %w", ctx.Err())
-	case <-t.ctx.Done():
-		return nil, ErrClosed
+	for {
+		select {
+		case c := <-t.accept:
+			t.mu.Lock()
+			mine := !c.s.claimed // a Connect may have taken it while it was queued
+			c.s.accepted = mine
+			t.mu.Unlock()
+			if mine {
+				return c, nil
+			}
+		case <-ctx.Done():
+			return nil, fmt.Errorf("rtc: accept: %w", ctx.Err())
+		case <-t.ctx.Done():
+			return nil, ErrClosed
+		}
 	}
 }
 
