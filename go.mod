@@ -9,6 +9,7 @@ require (
 	github.com/Eyevinn/mp4ff v0.56.0
 	github.com/asticode/go-astits v1.16.0
 	github.com/bluenviron/mediacommon/v2 v2.9.5
+	github.com/chromedp/chromedp v0.23.0
 	github.com/google/go-tpm v0.9.8
 	github.com/google/go-tpm-tools v0.4.11
 	github.com/jackc/pgx/v5 v5.7.5
@@ -33,7 +34,9 @@ require (
 	github.com/asticode/go-astikit v0.30.0 // indirect
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
+	github.com/chromedp/cdproto v0.159.0 // indirect
 	github.com/dustin/go-humanize v1.0.1 // indirect
+	github.com/go-json-experiment/json v0.0.0-20260213210345-44df1a37e875 // indirect
 	github.com/google/uuid v1.6.0 // indirect
 	github.com/hugelgupf/go-shlex v0.0.0-20200702092117-c80c9d0918fa // indirect
 	github.com/hugelgupf/vmtest v0.0.0-20240307030256-5d9f3d34a58d // indirect

@@ -20,6 +20,8 @@ packages=(
 	# peer transfers through real NAT: network namespaces, veth pairs, MASQUERADE
 	iproute2 iptables
 	postgresql # the scheduler store's PostgreSQL backend, tested on a private cluster (internal/pgtest)
+	# the customer web pages' browser test (headend/web, driven by chromedp)
+	chromium
 )
 
 missing=()
