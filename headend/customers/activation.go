@@ -124,6 +124,18 @@ func ownBox(tx ReadTx, account AccountID, ref BoxRef) (Box, error) {
 }
 
 // deviceBox reads the box that activated as device.
+// DeviceBox returns the account's box that activated as device
+// (ErrNotYourBox if none did).
+func (s *Service) DeviceBox(ctx context.Context, device api.BoxID) (Box, error) {
+	var b Box
+	err := s.store.View(ctx, func(tx ReadTx) error {
+		var err error
+		b, err = deviceBox(tx, device)
+		return err
+	})
+	return b, err
+}
+
 func deviceBox(tx ReadTx, device api.BoxID) (Box, error) {
 	b, err := tx.BoxByDevice(device)
 	if errors.Is(err, ErrNotFound) {

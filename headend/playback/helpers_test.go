@@ -75,7 +75,7 @@ func newEnv(t *testing.T) *env {
 	issuer, err := pass.NewIssuer(passKey, e.clock.Now, 0)
 	must(t, err)
 
-	e.svc, err = playback.New(playback.Config{Customers: e.cust, Store: st, Issuer: issuer, Vault: e.vault,
+	e.svc, err = playback.New(playback.Config{Customers: e.cust, Issuer: issuer, Vault: e.vault,
 		PassWindow: 4 * time.Hour, Now: e.clock.Now, Log: quiet})
 	must(t, err)
 	return e

@@ -60,12 +60,8 @@ const DefaultPassWindow = 4 * time.Hour
 // required.
 type Config struct {
 	Customers *customers.Service
-	// Store is the store Customers runs on. It is only read, to find the
-	// account and box a device is when a play must be quoted and
-	// confirmed: customers.Service has no lookup by device ID.
-	Store  customers.Store
-	Issuer *pass.Issuer
-	Vault  *vault.Vault
+	Issuer    *pass.Issuer
+	Vault     *vault.Vault
 	// PassWindow is how long a pass for a title bought lets the box play
 	// it; DefaultPassWindow if zero. A rental's pass lasts until the
 	// rental ends.
@@ -79,7 +75,6 @@ type Config struct {
 // Service answers pass and key requests. It is safe for concurrent use.
 type Service struct {
 	cust   *customers.Service
-	store  customers.Store
 	issuer *pass.Issuer
 	vault  *vault.Vault
 	window time.Duration
@@ -89,10 +84,10 @@ type Service struct {
 
 // New returns a Service.
 func New(cfg Config) (*Service, error) {
-	if cfg.Customers == nil || cfg.Store == nil || cfg.Issuer == nil || cfg.Vault == nil {
-		return nil, errors.New("playback: Customers, Store, Issuer and Vault are required")
+	if cfg.Customers == nil || cfg.Issuer == nil || cfg.Vault == nil {
+		return nil, errors.New("playback: Customers, Issuer and Vault are required")
 	}
-	s := &Service{cust: cfg.Customers, store: cfg.Store, issuer: cfg.Issuer, vault: cfg.Vault,
+	s := &Service{cust: cfg.Customers, issuer: cfg.Issuer, vault: cfg.Vault,
 		window: cfg.PassWindow, now: cfg.Now, log: cfg.Log}
 	if s.window == 0 {
 		s.window = DefaultPassWindow
@@ -168,7 +163,7 @@ func (s *Service) grant(ctx context.Context, box api.BoxID, req api.PassRequest,
 	if !over && !errors.Is(playErr, customers.ErrNotPurchased) {
 		return customers.Purchase{}, playErr
 	}
-	b, err := s.deviceBox(ctx, box)
+	b, err := s.cust.DeviceBox(ctx, box)
 	if err != nil {
 		return customers.Purchase{}, err
 	}
@@ -197,23 +192,6 @@ func (s *Service) quote(ctx context.Context, b customers.Box, title media.ID) (c
 		q, err = s.cust.Quote(ctx, o)
 	}
 	return q, err
-}
-
-// deviceBox returns the box on an account that activated as device.
-func (s *Service) deviceBox(ctx context.Context, device api.BoxID) (customers.Box, error) {
-	var b customers.Box
-	err := s.store.View(ctx, func(tx customers.ReadTx) error {
-		var err error
-		b, err = tx.BoxByDevice(device)
-		return err
-	})
-	if errors.Is(err, customers.ErrNotFound) {
-		return b, fmt.Errorf("box %s: %w", device, customers.ErrNotYourBox)
-	}
-	if err != nil {
-		return b, fmt.Errorf("box %s: %w", device, err)
-	}
-	return b, nil
 }
 
 // Key presents a pass to the vault for the title's content key wrapped to
