@@ -1,7 +1,9 @@
 // Package pgschema opens a PostgreSQL pool for a store and creates the
 // store's schema in an empty database, or checks the version of the one it
 // finds. Several stores can share one database: each keeps its version in
-// its own table and takes its own advisory lock.
+// its own table and takes its own advisory lock. Retry runs a store's
+// serializable transactions again when the server could not serialize
+// them.
 package pgschema
 
 import (

@@ -12,7 +12,7 @@
 //     wildcards (%, _) and the escape character (\) escaped, so a query
 //     matches only as a literal substring, as the bbolt backend's does.
 //   - An Update is one SERIALIZABLE transaction; a serialization failure
-//     or deadlock runs fn again in a new one, up to maxAttempts times. A
+//     or deadlock runs fn again in a new one, up to pgschema.MaxAttempts (10) times. A
 //     View is one REPEATABLE READ, read-only transaction: a snapshot.
 //   - The billing ledger is append-only in the database itself: a trigger
 //     refuses UPDATE, DELETE and TRUNCATE on it.
@@ -20,25 +20,18 @@ package pgstore
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/boxswarm/boxswarm/headend/customers"
 	"github.com/boxswarm/boxswarm/internal/pgschema"
 )
-
-// maxAttempts bounds how often Update runs fn when the server cannot
-// serialize it with concurrent transactions.
-const maxAttempts = 10
 
 // Option adjusts Open.
 type Option func(*options)
@@ -109,30 +102,11 @@ func (s *Store) View(ctx context.Context, fn func(customers.ReadTx) error) error
 }
 
 // Update runs fn in one SERIALIZABLE transaction, running it again in a
-// new one (up to maxAttempts in all) when the server reports a
+// new one (up to pgschema.MaxAttempts in all) when the server reports a
 // serialization failure or deadlock. A panic in fn rolls back and goes on
 // up.
 func (s *Store) Update(ctx context.Context, fn func(customers.Tx) error) error {
-	for attempt := 1; ; attempt++ {
-		err := s.updateOnce(ctx, fn)
-		if err == nil || !retryable(err) || attempt == maxAttempts || ctx.Err() != nil {
-			return err
-		}
-		// Full jitter, so that the transactions that collided do not
-		// collide again.
-		wait := time.Duration(rand.Int64N(int64(min(2*time.Millisecond<<attempt, 500*time.Millisecond))))
-		s.log.Debug("customers pgstore: retrying update", "attempt", attempt, "wait", wait, "err", err)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(wait):
-		}
-	}
-}
-
-func retryable(err error) bool {
-	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && (pgErr.Code == "40001" || pgErr.Code == "40P01") // serialization_failure, deadlock_detected
+	return pgschema.Retry(ctx, s.log, "customers pgstore: update", func() error { return s.updateOnce(ctx, fn) })
 }
 
 func (s *Store) updateOnce(ctx context.Context, fn func(customers.Tx) error) error {

@@ -7,7 +7,7 @@
 //   - An Update is one SERIALIZABLE transaction, so concurrent Updates, from
 //     this process or others, behave as if run one after another. A
 //     serialization failure or deadlock runs fn again in a new transaction,
-//     up to maxAttempts times in all: fn must be safe to run again.
+//     up to pgschema.MaxAttempts times in all: fn must be safe to run again.
 //   - Writes are held in the Tx and sent in batches, one statement per
 //     table and chunk of rows (unnest of array parameters), when the Update
 //     commits or a call needs the database's answer; the order of writes is

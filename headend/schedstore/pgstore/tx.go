@@ -7,22 +7,18 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"math/rand/v2"
 	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/boxswarm/boxswarm/api"
 	"github.com/boxswarm/boxswarm/headend/schedstore"
+	"github.com/boxswarm/boxswarm/internal/pgschema"
 	"github.com/boxswarm/boxswarm/media"
 )
 
 const (
-	// maxAttempts bounds how often Update runs fn when the server cannot
-	// serialize it with concurrent transactions.
-	maxAttempts = 10
 	// chunkRows is the most rows one batched statement carries.
 	chunkRows = 20_000
 	// maxPending is the most rows a Tx holds before sending them, which
@@ -33,30 +29,11 @@ const (
 )
 
 // Update runs fn in one SERIALIZABLE transaction, running it again in a
-// new one (up to maxAttempts in all) when the server reports a
+// new one (up to pgschema.MaxAttempts in all) when the server reports a
 // serialization failure or deadlock. A panic in fn rolls back and goes on
 // up.
 func (s *Store) Update(ctx context.Context, fn func(schedstore.Tx) error) error {
-	for attempt := 1; ; attempt++ {
-		err := s.updateOnce(ctx, fn)
-		if err == nil || !retryable(err) || attempt == maxAttempts || ctx.Err() != nil {
-			return err
-		}
-		// Full jitter, so that the transactions that collided do not
-		// collide again.
-		wait := time.Duration(rand.Int64N(int64(min(2*time.Millisecond<<attempt, 500*time.Millisecond))))
-		s.log.Debug("pgstore: retrying update", "attempt", attempt, "wait", wait, "err", err)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(wait):
-		}
-	}
-}
-
-func retryable(err error) bool {
-	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && (pgErr.Code == "40001" || pgErr.Code == "40P01") // serialization_failure, deadlock_detected
+	return pgschema.Retry(ctx, s.log, "pgstore: update", func() error { return s.updateOnce(ctx, fn) })
 }
 
 func (s *Store) updateOnce(ctx context.Context, fn func(schedstore.Tx) error) error {
