@@ -404,7 +404,27 @@ func (g *Gateway) serveConn(ctx context.Context, raw net.Conn) {
 		g.closeWithReject(c, raw, remote, box, fmt.Sprintf("box %s not accepted: %v", box, err))
 		return
 	}
+	if pub, ok := cs.PeerCertificates[0].PublicKey.(ed25519.PublicKey); ok {
+		ctx = WithDeviceKey(ctx, pub)
+	}
 	g.runBox(ctx, c, raw.Close, box, remote, release)
+}
+
+type deviceKeyCtx struct{}
+
+// WithDeviceKey returns ctx carrying a box's identity key, as the gateway
+// passes it to Handler.Deliver (exported for tests of Handlers).
+func WithDeviceKey(ctx context.Context, key ed25519.PublicKey) context.Context {
+	return context.WithValue(ctx, deviceKeyCtx{}, key)
+}
+
+// DeviceKey returns, in Handler.Deliver, the identity key of the box's
+// verified device certificate: what a service answering the box may bind
+// its answer to (media passes, wrapped keys), since messages never name
+// their own sender's key.
+func DeviceKey(ctx context.Context) (ed25519.PublicKey, bool) {
+	k, ok := ctx.Value(deviceKeyCtx{}).(ed25519.PublicKey)
+	return k, ok
 }
 
 // activate serves a connection without a certificate: one activate, one

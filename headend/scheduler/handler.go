@@ -123,6 +123,28 @@ func (s *Scheduler) SetPriorityList(ctx context.Context, box api.BoxID, titles [
 	}})
 }
 
+// Tell sends a message to a box through its outbox, with the same
+// at-least-once delivery as the scheduler's own: how other head-end
+// services (media passes, keys) answer a box.
+func (s *Scheduler) Tell(ctx context.Context, box api.BoxID, body api.Body) error {
+	if !api.FromHeadEnd(body.Type()) {
+		return fmt.Errorf("tell box %s: %s is not a message the head-end sends", box, body.Type())
+	}
+	if err := body.Validate(); err != nil {
+		return fmt.Errorf("tell box %s: %w", box, err)
+	}
+	return s.do(ctx, &request{kind: reqFunc, fn: func(s *Scheduler) error { return s.tell(box, body) }})
+}
+
+func (s *Scheduler) tell(box api.BoxID, body api.Body) error {
+	b, ok := s.st.boxByID[box]
+	if !ok {
+		return fmt.Errorf("tell box %s: %w", box, ErrUnknownBox)
+	}
+	s.send(b, body)
+	return nil
+}
+
 // Snapshot describes the scheduler for tests and the operator.
 type Snapshot struct {
 	Boxes  int `json:"boxes"`

@@ -548,3 +548,39 @@ func TestClusterPlacement(t *testing.T) {
 		}
 	}
 }
+
+// TestTell checks that other services' answers reach a box's outbox, and
+// that only messages the head-end sends, valid, to a known box do.
+func TestTell(t *testing.T) {
+	h := newHarness(t)
+	box := h.box("viewer", boxOpts{})
+	h.sent(box)
+	refused := []struct {
+		name string
+		box  api.BoxID
+		body api.Body
+	}{
+		{"a message boxes send", box, api.PassRequest{}},
+		{"an invalid message", box, api.KeyResponse{Reason: strings.Repeat("x", 100_000)}},
+	}
+	for _, tc := range refused {
+		// No loop runs here: a message that got past the checks would
+		// wait for it until the deadline.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		err := h.s.Tell(ctx, tc.box, tc.body)
+		cancel()
+		if err == nil || errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("%s: %v, want it refused", tc.name, err)
+		}
+	}
+	var err error
+	h.run(func(s *Scheduler) error { err = s.tell(api.BoxID{0xEE}, api.PassResponse{Reason: "x"}); return nil })
+	if !errors.Is(err, ErrUnknownBox) {
+		t.Errorf("an unknown box: %v, want ErrUnknownBox", err)
+	}
+	answer := api.PassResponse{Pass: []byte("pass"), Price: "3.99 EUR"}
+	h.run(func(s *Scheduler) error { return s.tell(box, answer) })
+	if got := h.sent(box); len(got) != 1 || got[0].Type() != answer.Type() {
+		t.Errorf("the box is owed %v, want the pass response", got)
+	}
+}
