@@ -98,11 +98,17 @@ func TestBrowser(t *testing.T) {
 		}
 		return s
 	}
+	// shot saves a screenshot of the viewport, best effort: screenshots
+	// are artifacts, not assertions, and on a loaded machine Chromium has
+	// been seen to take a capture past any deadline.
 	shot := func(name string) {
 		t.Helper()
-		png, err := chromedp.Run(bctx, chromedp.FullScreenshot(100))
+		sctx, cancel := context.WithTimeout(bctx, 10*time.Second)
+		defer cancel()
+		png, err := chromedp.Run(sctx, chromedp.CaptureScreenshot())
 		if err != nil {
-			t.Fatalf("screenshot %s: %v", name, err)
+			t.Logf("screenshot %s not taken: %v", name, err)
+			return
 		}
 		if err := os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644); err != nil {
 			t.Fatal(err)
