@@ -14,6 +14,7 @@ import (
 
 	"github.com/boxswarm/boxswarm/headend/customers"
 	"github.com/boxswarm/boxswarm/headend/customers/storetest"
+	"github.com/boxswarm/boxswarm/internal/boltfile"
 )
 
 var quiet = WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))
@@ -59,7 +60,7 @@ func TestRefusesForeignFiles(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			return b.Put(keyFormat, []byte{formatVersion + 1})
+			return b.Put(boltfile.FormatKey, []byte{formatVersion + 1})
 		}, "layout"},
 		{"another program's file", func(tx *bolt.Tx) error {
 			_, err := tx.CreateBucket([]byte("boxes"))

@@ -36,7 +36,6 @@ package boltstore
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -44,10 +43,10 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
-	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/boxswarm/boxswarm/api"
 	"github.com/boxswarm/boxswarm/headend/schedstore"
+	"github.com/boxswarm/boxswarm/internal/boltfile"
 )
 
 // formatVersion is the file's layout: buckets and keys. A build refuses a
@@ -70,8 +69,6 @@ var (
 
 	allBuckets = [][]byte{bMeta, bBoxes, bHoldings, bLists, bTitles, bTransfers, bOpen, bByBox,
 		bMeasurements, bOutbox, bSeqs, bCodes}
-
-	keyFormat = []byte("format")
 )
 
 // DefaultTimeout is how long Open waits for another process to close the
@@ -109,46 +106,13 @@ func Open(path string, opts ...Option) (*Store, error) {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{
-		Timeout: o.timeout,
-		// The map freelist stays fast as the file grows to gigabytes.
-		FreelistType: bolt.FreelistMapType,
-	})
-	if errors.Is(err, berrors.ErrTimeout) {
-		return nil, fmt.Errorf("boltstore: open %s: another process has it open (waited %v): %w", path, o.timeout, err)
-	}
+	db, created, err := boltfile.Open(path, boltfile.Layout{Kind: "schedule store", Version: formatVersion, Buckets: allBuckets}, o.timeout)
 	if err != nil {
-		return nil, fmt.Errorf("boltstore: open %s: %w", path, err)
-	}
-	created := false
-	err = db.Update(func(tx *bolt.Tx) error {
-		meta := tx.Bucket(bMeta)
-		if meta == nil {
-			var other []byte
-			_ = tx.ForEach(func(name []byte, _ *bolt.Bucket) error { other = name; return errStop })
-			if other != nil {
-				return fmt.Errorf("not a schedule store: it has a bucket %q but no %q", other, bMeta)
-			}
-			created = true
-		} else if v := meta.Get(keyFormat); len(v) != 1 || v[0] != formatVersion {
-			return fmt.Errorf("file layout %v, this build reads layout %d", v, formatVersion)
-		}
-		for _, name := range allBuckets {
-			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
-				return fmt.Errorf("create bucket %s: %w", name, err)
-			}
-		}
-		return tx.Bucket(bMeta).Put(keyFormat, []byte{formatVersion})
-	})
-	if err != nil {
-		_ = db.Close()
-		return nil, fmt.Errorf("boltstore: open %s: %w", path, err)
+		return nil, fmt.Errorf("boltstore: %w", err)
 	}
 	o.log.Info("schedule store open", "path", path, "created", created)
 	return &Store{db: db, log: o.log, close: sync.OnceValue(db.Close)}, nil
 }
-
-var errStop = errors.New("stop")
 
 // Close closes the file. Calling it again does nothing.
 func (s *Store) Close() error { return s.close() }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/boxswarm/boxswarm/headend/schedstore"
 	"github.com/boxswarm/boxswarm/headend/schedstore/storetest"
+	"github.com/boxswarm/boxswarm/internal/boltfile"
 )
 
 var quiet = WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))
@@ -74,7 +75,7 @@ func TestRefusesForeignFiles(t *testing.T) {
 				if err != nil {
 					return err
 				}
-				return b.Put(keyFormat, []byte{formatVersion + 1})
+				return b.Put(boltfile.FormatKey, []byte{formatVersion + 1})
 			})
 		}, "layout"},
 		{"other bolt file", func(path string) error {
