@@ -20,6 +20,7 @@ package mediaserver
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -101,6 +102,9 @@ func (s *Server) Ingest(ctx context.Context, dir string) (media.ID, error) {
 	}
 	return id, nil
 }
+
+// MediaKeys returns the media keys the server trusts.
+func (s *Server) MediaKeys() []ed25519.PublicKey { return s.cfg.Agent.MediaKeys }
 
 // Inventory lists the titles the server holds.
 func (s *Server) Inventory() (api.Inventory, error) { return s.Agent.Inventory() }

@@ -30,6 +30,9 @@
 //     durable release log (box, title, pass ID, time, outcome). Key
 //     material is never logged and never leaves the vault unwrapped.
 //   - Put never replaces a title's key with a different one.
+//   - Keys arrive from the import tool wrapped to the vault's own ingest
+//     key (PutWrapped, IngestKey), bound to the title and short-lived, so
+//     they are never in the clear on the wire or on the operator's disk.
 //   - A vault opened with the wrong master key fails with
 //     ErrWrongMasterKey before it serves anything.
 //
@@ -52,6 +55,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -124,6 +128,12 @@ type Vault struct {
 	maxKeyLife time.Duration
 	log        *slog.Logger
 	pruneBatch int
+
+	// The ingest identity (ingest.go). ingestMu keeps Close from
+	// unmapping the private key while PutWrapped uses it.
+	ingestMu  sync.RWMutex
+	ingest    *keys.Secret // seed || public key
+	ingestPub ed25519.PublicKey
 }
 
 // Open opens (or creates) the vault file and unseals its data key with the
@@ -238,12 +248,22 @@ func (v *Vault) init(ctx context.Context, kek KeyEncrypter) error {
 	if err != nil {
 		return err
 	}
-	v.sealer, err = cipher.NewGCM(b)
-	return err
+	if v.sealer, err = cipher.NewGCM(b); err != nil {
+		return err
+	}
+	return v.initIngest()
 }
 
-// Close closes the vault file.
-func (v *Vault) Close() error { return v.db.Close() }
+// Close closes the vault file and destroys the unsealed ingest key.
+func (v *Vault) Close() error {
+	v.ingestMu.Lock()
+	if v.ingest != nil {
+		v.ingest.Destroy()
+		v.ingest = nil
+	}
+	v.ingestMu.Unlock()
+	return v.db.Close()
+}
 
 func keyAAD(id media.ID) []byte {
 	return append([]byte(keyAADTag), id[:]...)

@@ -76,6 +76,9 @@ type Options struct {
 	Server      bool
 	Cluster     string   // media server cluster
 	Ingest      []string // package folders a server ingests at start
+	// Ingester, for a server, takes packages while it runs (see
+	// Ingester); nil: none.
+	Ingester *Ingester
 	// Ready is called once the daemon is up, with the box's ID and its
 	// piece address ("none" without a piece service).
 	Ready func(box api.BoxID, pieceAddr string)
@@ -225,6 +228,10 @@ func Run(ctx context.Context, o Options, log *slog.Logger) error {
 			if err := st.ImportPackage(ctx, dir); err != nil {
 				return err
 			}
+		}
+		if o.Ingester != nil {
+			// Deferred after the store's Close, so it runs before it.
+			defer o.Ingester.attach(srv)()
 		}
 	} else {
 		ag, err := agent.New(acfg)
