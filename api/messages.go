@@ -18,6 +18,13 @@ const (
 	MaxSignal       = 64 << 10
 	MaxReason       = 512
 	MaxActivateCode = 64
+	// MaxCatalogItems bounds a catalog update so that one fits in a frame
+	// (MaxFrame) with every text field at its longest; a bulk update is
+	// sent as several.
+	MaxCatalogItems = 128
+
+	maxCatalogText = 1000
+	maxPrice       = 64
 )
 
 // Body is the content of a message. Validate reports the first thing wrong
@@ -437,14 +444,22 @@ type CatalogItem struct {
 	Year     int      `json:"year,omitempty"`
 	Genre    string   `json:"genre,omitempty"`
 	Minutes  int      `json:"minutes,omitempty"`
+	Rating   string   `json:"rating,omitempty"`   // the age rating, such as "PG-13"
 	Manifest []byte   `json:"manifest,omitempty"` // the signed media manifest
-	Removed  bool     `json:"removed,omitempty"`
+	// PublishAt is when the box may start showing the title; the box
+	// holds items sent ahead of it until then.
+	PublishAt time.Time `json:"publish_at,omitzero"`
+	Removed   bool      `json:"removed,omitempty"`
 }
 
 // PassRequest asks for a media pass to play a title.
 type PassRequest struct {
 	Title   media.ID `json:"title"`
 	Confirm bool     `json:"confirm"` // the viewer confirmed the price
+	// Price is the price the viewer confirmed, exactly as a PassResponse
+	// showed it. A confirmation at another price than the current one is
+	// refused with the new price, so nobody pays what they did not see.
+	Price string `json:"price,omitempty"`
 }
 
 // PassResponse carries a media pass or says why there is none.
@@ -474,12 +489,22 @@ func (KeyRequest) Type() Type    { return "key_request" }
 func (KeyResponse) Type() Type   { return "key_response" }
 
 func (c CatalogUpdate) Validate() error {
-	if len(c.Items) > MaxTitles {
-		return fmt.Errorf("catalog update: %d items", len(c.Items))
+	if len(c.Items) > MaxCatalogItems {
+		return fmt.Errorf("catalog update: %d items exceeds %d", len(c.Items), MaxCatalogItems)
+	}
+	for _, it := range c.Items {
+		if len(it.Name) > maxCatalogText || len(it.Genre) > maxCatalogText || len(it.Rating) > maxCatalogText {
+			return fmt.Errorf("catalog update: title %s: a text field exceeds %d bytes", it.Title, maxCatalogText)
+		}
 	}
 	return nil
 }
-func (PassRequest) Validate() error    { return nil }
+func (p PassRequest) Validate() error {
+	if len(p.Price) > maxPrice {
+		return fmt.Errorf("pass request: price of %d bytes exceeds %d", len(p.Price), maxPrice)
+	}
+	return nil
+}
 func (p PassResponse) Validate() error { return checkReason(p.Reason) }
 func (k KeyRequest) Validate() error {
 	if len(k.Pass) == 0 || len(k.Pass) > 8<<10 {

@@ -132,9 +132,14 @@ func (e *env) signUp(name string) viewer {
 	return v
 }
 
-// passFor asks for a pass as v's box.
+// passFor asks for a pass as v's box. Confirming works as a box does: it
+// asks, and if it is shown a price, confirms that price.
 func (e *env) passFor(v viewer, title media.ID, confirm bool) (api.PassResponse, error) {
-	return e.svc.Pass(ctx, v.box, v.pub, api.PassRequest{Title: title, Confirm: confirm})
+	resp, err := e.svc.Pass(ctx, v.box, v.pub, api.PassRequest{Title: title})
+	if !confirm || !errors.Is(err, customers.ErrNotConfirmed) {
+		return resp, err
+	}
+	return e.svc.Pass(ctx, v.box, v.pub, api.PassRequest{Title: title, Confirm: true, Price: resp.Price})
 }
 
 // mustPass gets a pass for v, confirming if need be.

@@ -13,28 +13,33 @@
 // the key, which the vault wraps to the box's identity key.
 //
 // Guarantees:
+//
 //   - The box ID and identity key are always the caller's: what the
 //     session authenticated (the device certificate), never anything in
 //     the message. A pass names both, so it is worthless to another box.
+//
 //   - No pass is issued without customers.Service.Play or Confirm applying
 //     every rule (account active, box on the account, title published and
 //     allowed in the box's region, paid for) at the time of the request.
+//
 //   - Nothing is charged without Confirm, and a play already covered (an
 //     open rental, a title bought) is never charged again: each renewed
 //     play inside a rental window gets a new pass for free.
+//
 //   - A pass's play window ends when the rental does; for a title bought
 //     it is PassWindow from the request. The vault caps the released key's
 //     life further (vault.DefaultMaxKeyLifetime).
+//
 //   - Every refusal is answered twice: a response whose Reason a viewer can
 //     read, and an error wrapping the sentinel of the package that refused
 //     (customers, pass or vault), so callers can log and count by
 //     errors.Is. A key response's Reason starts with the vault's outcome
 //     code ("replayed: …"), which tells the box whether a new pass helps.
 //
-// What it cannot do: api.PassRequest carries no price, so Confirm agrees
-// to the price quoted when the confirming request arrives. A price changed
-// between the quote the viewer saw and the confirmation is charged as it
-// is now, not refused with customers.ErrPriceChanged.
+//   - A confirmation names the price the viewer saw (api.PassRequest.Price,
+//     as a response showed it). If the price has changed since, nothing is
+//     charged: the answer carries the new price and the refusal wraps
+//     customers.ErrPriceChanged.
 package playback
 
 import (
@@ -178,6 +183,10 @@ func (s *Service) grant(ctx context.Context, box api.BoxID, req api.PassRequest,
 	if !req.Confirm {
 		resp.Reason = confirmReason(q, over)
 		return customers.Purchase{}, fmt.Errorf("%w: %w", playErr, customers.ErrNotConfirmed)
+	}
+	if req.Price != resp.Price {
+		resp.Reason = fmt.Sprintf("The price is now %s; confirm again to pay it.", resp.Price)
+		return customers.Purchase{}, fmt.Errorf("confirmed %q, price now %s: %w", req.Price, resp.Price, customers.ErrPriceChanged)
 	}
 	return s.cust.Confirm(ctx, q.Order, q.Price)
 }

@@ -207,6 +207,17 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatalf("%d charges before confirming", n)
 	}
 
+	// Confirmed at a price the viewer never saw: refused, nothing charged.
+	for _, price := range []string{"", "0.01 EUR", "3.99 USD"} {
+		resp, err = e.svc.Pass(ctx, v.box, v.pub, api.PassRequest{Title: m.ID, Confirm: true, Price: price})
+		if !errors.Is(err, customers.ErrPriceChanged) || resp.Price != "3.99 EUR" || len(resp.Pass) != 0 {
+			t.Fatalf("confirmed at %q: %+v, %v; want ErrPriceChanged and the price", price, resp, err)
+		}
+	}
+	if n := len(e.pay.Charges()); n != 0 {
+		t.Fatalf("%d charges after confirming wrong prices", n)
+	}
+
 	// Confirmed: rented, and a pass bound to this box for the rental.
 	resp, err = e.passFor(v, m.ID, true)
 	if err != nil || resp.Title != m.ID || resp.Reason != "" || resp.Validate() != nil {

@@ -49,7 +49,7 @@ func TestSessions(t *testing.T) {
 	s := playback.NewSessions(sched, e.svc, sched.tell, quiet)
 	session := func(v viewer) context.Context { return gateway.WithDeviceKey(ctx, v.pub) }
 
-	must(t, s.Deliver(session(alice), alice.box, 1, api.PassRequest{Title: tRent, Confirm: true}))
+	must(t, s.Deliver(session(alice), alice.box, 1, api.PassRequest{Title: tRent, Confirm: true, Price: "3.99 EUR"}))
 	must(t, s.Deliver(session(alice), alice.box, 2, api.Inventory{Full: true}))
 	s.Wait()
 	if len(sched.delivered) != 1 || sched.delivered[0].Type() != (api.Inventory{}).Type() {
