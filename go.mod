@@ -26,6 +26,7 @@ require (
 	github.com/u-root/u-root v0.16.0
 	go.etcd.io/bbolt v1.5.0
 	golang.org/x/crypto v0.51.0
+	golang.org/x/image v0.41.0
 	golang.org/x/sys v0.49.0
 )
 
