@@ -291,6 +291,10 @@ type Store interface {
 	Update(ctx context.Context, fn func(Tx) error) error
 	// SearchTitles runs a search over one snapshot.
 	SearchTitles(ctx context.Context, q TitleQuery) (Page, error)
+	// Genres returns the genres of the titles q.Visible admits (q's
+	// Query is ignored) over one snapshot, as GenreSet lists them: one
+	// per FoldText, in the order of their folds.
+	Genres(ctx context.Context, q TitleQuery) ([]string, error)
 	Close() error
 }
 

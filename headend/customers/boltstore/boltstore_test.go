@@ -33,6 +33,10 @@ func backend(tb testing.TB) func(testing.TB) customers.Store {
 
 func TestConformance(t *testing.T) { storetest.Run(t, backend) }
 
+// BenchmarkGenres measures Genres over 15,000 titles, and the paging
+// through SearchTitles it replaced.
+func BenchmarkGenres(b *testing.B) { storetest.BenchGenres(b, backend, 15000) }
+
 func TestSecondOpenerFailsFast(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "customers.db")
 	s, err := Open(path, quiet)
@@ -108,4 +112,35 @@ func TestCorruptRecord(t *testing.T) {
 		}
 	}
 	s.Close()
+}
+
+// TestCorruptTitle checks that search and genres, which decode titles
+// differently, both report a damaged one.
+func TestCorruptTitle(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "customers.db")
+	s, err := Open(path, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	ti := storetest.SampleTitle(1, "studio")
+	if err := s.Update(ctx, func(tx customers.Tx) error { return tx.PutTitle(ti) }); err != nil {
+		t.Fatal(err)
+	}
+	q := customers.TitleQuery{Catalogs: []customers.CatalogID{"studio"}, Region: "DE", Now: ti.PublishAt}
+	if g, err := s.Genres(ctx, q); err != nil || len(g) != 1 {
+		t.Fatalf("genres of the sound title: %q, %v", g, err)
+	}
+	for _, bad := range [][]byte{nil, {recordVersion + 1, '{', '}'}, {recordVersion, '{'}, {recordVersion, '{', '"', 'G', 'e', 'n', 'r', 'e', '"', ':', '1', '}'}} {
+		if err := s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bTitles).Put(ti.Media[:], bad) }); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.SearchTitles(ctx, q); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("search over %q: %v, want ErrCorrupt", bad, err)
+		}
+		if _, err := s.Genres(ctx, q); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("genres over %q: %v, want ErrCorrupt", bad, err)
+		}
+	}
 }

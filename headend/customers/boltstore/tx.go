@@ -43,6 +43,17 @@ func decode(b []byte, v any) error {
 	return nil
 }
 
+// decodePart decodes some of a record's fields into v, ignoring the rest.
+func decodePart(b []byte, v any) error {
+	if len(b) < 1 || b[0] != recordVersion {
+		return fmt.Errorf("%w: record version %v", ErrCorrupt, b[:min(len(b), 1)])
+	}
+	if err := json.Unmarshal(b[1:], v); err != nil {
+		return fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	return nil
+}
+
 // tm is a time as stored.
 func tm(t time.Time) time.Time { return customers.StoreTime(t) }
 
@@ -100,6 +111,24 @@ func (t *tx) writable() error {
 	return nil
 }
 
+// badKey reports whether no record can be found by s: CheckRecord refuses
+// keys that are not valid text or are longer than MaxKeyLen. Such a key is
+// not looked up, since a NUL in it could match into the NUL-separated
+// index keys.
+func badKey(s string) bool { return len(s) > customers.MaxKeyLen || customers.ValidText(s) != nil }
+
+// lookup checks that t is live and that key could find a record:
+// ErrNotFound if it cannot.
+func (t *tx) lookup(what, key string) error {
+	if err := t.check(); err != nil {
+		return err
+	}
+	if badKey(key) {
+		return fmt.Errorf("%s %.40q: %w", what, key, customers.ErrNotFound)
+	}
+	return nil
+}
+
 func (t *tx) get(bucket, key []byte, what string, v any) error {
 	if err := t.check(); err != nil {
 		return err
@@ -137,12 +166,15 @@ func (t *tx) scan(bucket, prefix []byte, fn func(k, v []byte) error) error {
 
 func (t *tx) Account(id customers.AccountID) (customers.Account, error) {
 	var a customers.Account
+	if err := t.lookup("account", string(id)); err != nil {
+		return a, err
+	}
 	err := t.get(bAccounts, []byte(id), "account "+string(id), &a)
 	return a, err
 }
 
 func (t *tx) AccountByEmail(email string) (customers.Account, error) {
-	if err := t.check(); err != nil {
+	if err := t.lookup("account of", email); err != nil {
 		return customers.Account{}, err
 	}
 	id := t.btx.Bucket(bAccountsEmail).Get([]byte(email))
@@ -255,6 +287,9 @@ func (t *tx) DeleteSessionsOf(account customers.AccountID) error {
 	if err := t.writable(); err != nil {
 		return err
 	}
+	if badKey(string(account)) {
+		return nil // no account has it, and its prefix could match another's
+	}
 	var hashes []customers.SessionHash
 	prefix := join([]byte(account), nil)
 	err := t.scan(bSessionsAccount, prefix, func(k, _ []byte) error {
@@ -295,6 +330,9 @@ func (t *tx) DeleteSessionsBefore(before time.Time) (int, error) {
 
 func (t *tx) Throttle(key string) (customers.Throttle, error) {
 	var th customers.Throttle
+	if err := t.lookup("throttle", key); err != nil {
+		return th, err
+	}
 	err := t.get(bThrottles, []byte(key), "throttle "+key, &th)
 	return th, err
 }
@@ -311,7 +349,7 @@ func (t *tx) PutThrottle(th customers.Throttle) error {
 }
 
 func (t *tx) DeleteThrottle(key string) error {
-	if err := t.writable(); err != nil {
+	if err := t.writable(); err != nil || badKey(key) {
 		return err
 	}
 	return t.spoil(t.btx.Bucket(bThrottles).Delete([]byte(key)))
@@ -342,6 +380,9 @@ func (t *tx) DeleteThrottlesBefore(before time.Time) (int, error) {
 
 func (t *tx) Box(ref customers.BoxRef) (customers.Box, error) {
 	var b customers.Box
+	if err := t.lookup("box", string(ref)); err != nil {
+		return b, err
+	}
 	err := t.get(bBoxes, []byte(ref), "box "+string(ref), &b)
 	return b, err
 }
@@ -358,6 +399,9 @@ func (t *tx) boxBy(index, key []byte, what string) (customers.Box, error) {
 }
 
 func (t *tx) BoxByCode(code string) (customers.Box, error) {
+	if err := t.lookup("box with code", code); err != nil {
+		return customers.Box{}, err
+	}
 	return t.boxBy(bBoxesCode, []byte(code), "box with that code")
 }
 
@@ -373,7 +417,7 @@ func boxAccountKey(b customers.Box) []byte {
 }
 
 func (t *tx) BoxesOf(account customers.AccountID) ([]customers.Box, error) {
-	if err := t.check(); err != nil {
+	if err := t.check(); err != nil || badKey(string(account)) {
 		return nil, err
 	}
 	var bs []customers.Box
@@ -441,6 +485,9 @@ func (t *tx) putBox(b customers.Box) error {
 
 func (t *tx) Catalog(id customers.CatalogID) (customers.Catalog, error) {
 	var c customers.Catalog
+	if err := t.lookup("catalog", string(id)); err != nil {
+		return c, err
+	}
 	err := t.get(bCatalogs, []byte(id), fmt.Sprintf("catalog %q", id), &c)
 	return c, err
 }
@@ -492,6 +539,9 @@ func (t *tx) PutTitle(ti customers.Title) error {
 
 func (t *tx) List(box customers.BoxRef) (customers.List, error) {
 	var l customers.List
+	if err := t.lookup("list of box", string(box)); err != nil {
+		return l, err
+	}
 	err := t.get(bLists, []byte(box), "list of box "+string(box), &l)
 	return l, err
 }
@@ -511,6 +561,9 @@ func (t *tx) PutList(l customers.List) error {
 
 func (t *tx) Purchase(id customers.PurchaseID) (customers.Purchase, error) {
 	var p customers.Purchase
+	if err := t.lookup("purchase", string(id)); err != nil {
+		return p, err
+	}
 	err := t.get(bPurchases, []byte(id), "purchase "+string(id), &p)
 	return p, err
 }
@@ -546,10 +599,16 @@ func (t *tx) purchasesBy(index, prefix []byte) ([]customers.Purchase, error) {
 }
 
 func (t *tx) PurchasesOf(account customers.AccountID) ([]customers.Purchase, error) {
+	if err := t.check(); err != nil || badKey(string(account)) {
+		return nil, err
+	}
 	return t.purchasesBy(bPurchasesAccount, join([]byte(account), nil))
 }
 
 func (t *tx) PurchasesFor(box customers.BoxRef, title media.ID) ([]customers.Purchase, error) {
+	if err := t.check(); err != nil || badKey(string(box)) {
+		return nil, err
+	}
 	return t.purchasesBy(bPurchasesBox, join([]byte(box), title[:]))
 }
 
@@ -588,7 +647,7 @@ func (t *tx) Ledger(account customers.AccountID, after uint64, limit int) ([]cus
 	if err := t.check(); err != nil {
 		return nil, err
 	}
-	if limit <= 0 || after == math.MaxUint64 {
+	if limit <= 0 || after == math.MaxUint64 || badKey(string(account)) {
 		return nil, nil
 	}
 	prefix := join([]byte(account), nil)
@@ -605,7 +664,7 @@ func (t *tx) Ledger(account customers.AccountID, after uint64, limit int) ([]cus
 }
 
 func (t *tx) LastEntry(account customers.AccountID) (customers.Entry, error) {
-	if err := t.check(); err != nil {
+	if err := t.lookup("ledger of", string(account)); err != nil {
 		return customers.Entry{}, err
 	}
 	prefix := join([]byte(account), nil)

@@ -11,6 +11,11 @@
 //   - Search matches with LIKE on text folded by Go, the query's LIKE
 //     wildcards (%, _) and the escape character (\) escaped, so a query
 //     matches only as a literal substring, as the bbolt backend's does.
+//   - A lookup by a key no record can have (NUL, invalid UTF-8, longer
+//     than customers.MaxKeyLen) answers ErrNotFound without asking the
+//     server, which refuses such text (SQLSTATE 22021) and would fail the
+//     transaction around the lookup; searches leave such text out the
+//     same way, answering as the reference does.
 //   - An Update is one SERIALIZABLE transaction; a serialization failure
 //     or deadlock runs fn again in a new one, up to pgschema.MaxAttempts (10) times. A
 //     View is one REPEATABLE READ, read-only transaction: a snapshot.
@@ -163,15 +168,37 @@ func orderBy(s customers.Sort) (string, error) {
 	return "", fmt.Errorf("%w: sort %q", customers.ErrInvalid, s)
 }
 
-// searchWhere filters titles as customers.TitleQuery.Matches does. The
-// parameters are $1 catalogs, $2 now, $3 region, $4 LIKE pattern, $5
-// folded genre.
-const searchWhere = ` FROM cust_titles
+// visibleWhere filters titles as customers.TitleQuery.Visible does. The
+// parameters are visibleArgs: $1 catalogs, $2 now, $3 region. The index
+// cust_titles_catalog serves the first two.
+const visibleWhere = ` FROM cust_titles
 	WHERE catalog = ANY($1::text[])
 	AND publish_at <= $2
-	AND regions && ARRAY[$3::text, '*']
+	AND regions && ARRAY[$3::text, '*']`
+
+// searchWhere filters titles as customers.TitleQuery.Matches does. The
+// parameters are visibleWhere's, $4 LIKE pattern, $5 folded genre.
+const searchWhere = visibleWhere + `
 	AND search_key LIKE $4 ESCAPE '\'
 	AND ($5 = '' OR genre_key = $5)`
+
+// visibleArgs are visibleWhere's parameters for q. The server refuses
+// text with NUL or invalid UTF-8, which no stored catalog or region holds:
+// such catalogs are left out, and such a region becomes "*", which
+// allows exactly the titles allowed everywhere, as the region would.
+func visibleArgs(q customers.TitleQuery) []any {
+	catalogs := make([]string, 0, len(q.Catalogs))
+	for _, c := range q.Catalogs {
+		if customers.ValidText(string(c)) == nil {
+			catalogs = append(catalogs, string(c))
+		}
+	}
+	region := q.Region
+	if customers.ValidText(region) != nil {
+		region = customers.WildcardRegion
+	}
+	return []any{catalogs, q.Now, region}
+}
 
 // SearchTitles runs a search over one snapshot: the count and the page.
 func (s *Store) SearchTitles(ctx context.Context, q customers.TitleQuery) (customers.Page, error) {
@@ -180,13 +207,15 @@ func (s *Store) SearchTitles(ctx context.Context, q customers.TitleQuery) (custo
 	if err != nil {
 		return customers.Page{}, err
 	}
-	catalogs := make([]string, len(q.Catalogs))
-	for i, c := range q.Catalogs {
-		catalogs[i] = string(c)
-	}
-	pattern := "%" + EscapeLike(customers.FoldText(q.Text)) + "%"
-	args := []any{catalogs, q.Now, q.Region, pattern, customers.FoldText(q.Genre)}
+	text, genre := customers.FoldText(q.Text), customers.FoldText(q.Genre)
 	p := customers.Page{Offset: q.Offset, Limit: q.Limit}
+	if customers.ValidText(text) != nil || customers.ValidText(genre) != nil {
+		// Folded, invalid UTF-8 is U+FFFD, but a NUL stays, and no
+		// stored text holds one: nothing matches, and the server would
+		// refuse the query.
+		return p, ctx.Err()
+	}
+	args := append(visibleArgs(q), "%"+EscapeLike(text)+"%", genre)
 	err = s.View(ctx, func(rt customers.ReadTx) error {
 		t := rt.(*tx)
 		if err := t.tx.QueryRow(ctx, "SELECT count(*)"+searchWhere, args...).Scan(&p.Total); err != nil {
@@ -204,4 +233,25 @@ func (s *Store) SearchTitles(ctx context.Context, q customers.TitleQuery) (custo
 		return customers.Page{}, fmt.Errorf("customers pgstore: search: %w", err)
 	}
 	return p, nil
+}
+
+// Genres answers with one query: the distinct spellings of the visible
+// titles' genres, which GenreSet folds into the menu. The spellings are
+// few (a catalog has tens of genres, not thousands), so folding in Go
+// costs nothing and folds exactly as the bbolt backend does.
+func (s *Store) Genres(ctx context.Context, q customers.TitleQuery) ([]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	// One statement is a snapshot by itself: no transaction needed.
+	rows, err := s.pool.Query(ctx, "SELECT DISTINCT genre"+visibleWhere+" AND genre_key <> ''", visibleArgs(q)...)
+	if err != nil {
+		return nil, fmt.Errorf("customers pgstore: genres: %w", err)
+	}
+	var g customers.GenreSet
+	var genre string
+	if _, err := pgx.ForEachRow(rows, []any{&genre}, func() error { g.Add(genre); return nil }); err != nil {
+		return nil, fmt.Errorf("customers pgstore: genres: %w", err)
+	}
+	return g.List(), nil
 }

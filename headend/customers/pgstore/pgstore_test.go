@@ -38,6 +38,10 @@ func backend(tb testing.TB) func(testing.TB) customers.Store {
 
 func TestConformance(t *testing.T) { storetest.Run(t, backend) }
 
+// BenchmarkGenres measures Genres over 15,000 titles, and the paging
+// through SearchTitles it replaced.
+func BenchmarkGenres(b *testing.B) { storetest.BenchGenres(b, backend, 15000) }
+
 func connect(t *testing.T, dsn string) *pgx.Conn {
 	t.Helper()
 	conn, err := pgx.Connect(context.Background(), dsn)

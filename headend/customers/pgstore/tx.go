@@ -65,11 +65,32 @@ func (t *tx) exec(what, sql string, args ...any) (int64, error) {
 	return tag.RowsAffected(), nil
 }
 
-// one reads one row with scan: ErrNotFound if there is none.
+// badKey reports whether no record can be found by s: CheckRecord refuses
+// keys that are not valid text or are longer than MaxKeyLen.
+func badKey(s string) bool { return len(s) > customers.MaxKeyLen || customers.ValidText(s) != nil }
+
+// findable reports whether every text argument of a lookup (all of them
+// keys) could find a record. One that cannot is not sent: the server
+// refuses NUL and invalid UTF-8 in text (SQLSTATE 22021), which would fail
+// the lookup and the transaction around it, where bbolt finds nothing.
+func findable(args []any) bool {
+	for _, a := range args {
+		if s, ok := a.(string); ok && badKey(s) {
+			return false
+		}
+	}
+	return true
+}
+
+// one reads one row with scan: ErrNotFound if there is none. Its text
+// arguments must be keys.
 func one[T any](t *tx, what, sql string, scan func(pgx.Row) (T, error), args ...any) (T, error) {
 	var zero T
 	if err := t.check(); err != nil {
 		return zero, err
+	}
+	if !findable(args) {
+		return zero, fmt.Errorf("%.80q: %w", what, customers.ErrNotFound)
 	}
 	v, err := scan(t.tx.QueryRow(t.ctx, sql, args...))
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -81,9 +102,10 @@ func one[T any](t *tx, what, sql string, scan func(pgx.Row) (T, error), args ...
 	return v, nil
 }
 
-// all reads every row with scan.
+// all reads every row with scan: none if there are none. Its text
+// arguments must be keys.
 func all[T any](t *tx, what, sql string, scan func(pgx.Row) (T, error), args ...any) ([]T, error) {
-	if err := t.check(); err != nil {
+	if err := t.check(); err != nil || !findable(args) {
 		return nil, err
 	}
 	rows, err := t.tx.Query(t.ctx, sql, args...)
@@ -250,8 +272,8 @@ func (t *tx) DeleteSession(h customers.SessionHash) error {
 }
 
 func (t *tx) DeleteSessionsOf(account customers.AccountID) error {
-	if err := t.writable(); err != nil {
-		return err
+	if err := t.writable(); err != nil || badKey(string(account)) {
+		return err // a bad key has no sessions, and would fail the Update
 	}
 	_, err := t.exec("delete sessions of "+string(account), "DELETE FROM cust_sessions WHERE account = $1", string(account))
 	return err
@@ -294,8 +316,8 @@ func (t *tx) PutThrottle(th customers.Throttle) error {
 }
 
 func (t *tx) DeleteThrottle(key string) error {
-	if err := t.writable(); err != nil {
-		return err
+	if err := t.writable(); err != nil || badKey(key) {
+		return err // a bad key has no throttle, and would fail the Update
 	}
 	_, err := t.exec("delete throttle", "DELETE FROM cust_throttles WHERE key = $1", key)
 	return err

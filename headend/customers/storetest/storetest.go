@@ -22,8 +22,15 @@
 //     and ErrEmailTaken fails the Update even if fn ignores it; a panic in
 //     fn stores nothing and propagates. Concurrent Updates behave as if run
 //     one after another (fn may run again). A Tx is dead once fn returns.
-//   - Search answers exactly as customers.Search does over the same titles.
-//   - A done context fails View, Update and SearchTitles.
+//   - Lookups by a key no record can have (NUL, invalid UTF-8, longer than
+//     MaxKeyLen) answer as for a key that is not there, in a View or an
+//     Update, and the Update goes on; deletes by one delete nothing.
+//   - Search answers exactly as customers.Search does over the same titles,
+//     whatever text the query holds.
+//   - Genres answers as a reference worked out from TitleQuery.Visible
+//     over the same titles: one genre per fold, the least spelling with
+//     white space runs made one space, in the order of the folds.
+//   - A done context fails View, Update, SearchTitles and Genres.
 //   - What an Update stored survives Close and reopening.
 package storetest
 
@@ -67,6 +74,10 @@ func Run(t *testing.T, backend Backend) {
 		{"SearchSemantics", testSearchSemantics},
 		{"SearchHostile", testSearchHostile},
 		{"SearchModel", testSearchModel},
+		{"SearchBadText", testSearchBadText},
+		{"GenresSemantics", testGenresSemantics},
+		{"GenresModel", testGenresModel},
+		{"BadKeys", testBadKeys},
 		{"Reopen", testReopen},
 	}
 	for _, tc := range tests {
