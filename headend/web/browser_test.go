@@ -32,11 +32,12 @@ func chromiumPath(t *testing.T) string {
 	return ""
 }
 
-// artifactDir is where the screenshots go: $BOXSWARM_ARTIFACTS/web if set,
-// else the test's artifact directory (kept with go test -artifacts).
-func artifactDir(t *testing.T) string {
+// artifactDir is where the screenshots go: $BOXSWARM_ARTIFACTS/web/sub
+// if set, else the test's artifact directory (kept with go test
+// -artifacts).
+func artifactDir(t *testing.T, sub string) string {
 	if d := os.Getenv("BOXSWARM_ARTIFACTS"); d != "" {
-		d = filepath.Join(d, "web")
+		d = filepath.Join(d, "web", sub)
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -49,11 +50,16 @@ func artifactDir(t *testing.T) string {
 // would, with nothing but clicks and typing: no request is made by hand.
 func TestBrowser(t *testing.T) {
 	exe := chromiumPath(t)
+	eachBackend(t, func(t *testing.T, be backend) { browse(t, exe, be.name, newFixtureOn(t, be)) })
+}
+
+// browse is the walk on one backend, whose name keeps its screenshots
+// apart.
+func browse(t *testing.T, exe, name string, f *fixture) {
 	begin := time.Now()
-	f := newFixture(t, false)
 	srv := httptest.NewServer(f.h)
 	defer srv.Close()
-	dir := artifactDir(t)
+	dir := artifactDir(t, name)
 	t.Logf("screenshots in %s", dir)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 55*time.Second)
@@ -178,13 +184,17 @@ func TestBrowser(t *testing.T) {
 	do("next page", chromedp.Click(chromedp.CSS(`a[rel="next"]`)))
 	waitFor("catalog page 2", func() bool { return strings.Contains(peek("#count"), "Showing 6 to 10 of 11") })
 	shot("03-catalog-page-2")
-	do("search", chromedp.SendKeys(chromedp.ID("q"), "l"), chromedp.SendKeys(chromedp.ID("genre"), "comedy"),
+	// The genre is picked from its menu with the keyboard, as type-ahead.
+	do("search", chromedp.SendKeys(chromedp.ID("q"), "l"), chromedp.SendKeys(chromedp.ID("genre"), "Comedy"),
 		chromedp.SetValue(chromedp.ID("sort"), "year"), chromedp.Click(chromedp.ID("search")))
 	waitFor("search results", func() bool { return strings.Contains(peek("#count"), "of 3.") })
 	// The title with markup in its name shows as text, not as an element.
 	if got := text("#results"); !strings.HasPrefix(got, evilTitle) || strings.Contains(got, "Bravo Night") ||
 		!(strings.Index(got, "Hotel Lobby") < strings.Index(got, "Echo Valley")) {
 		t.Fatalf("search for l in comedy by year: %q", got)
+	}
+	if got, err := chromedp.Run(bctx, chromedp.Value(chromedp.ID("genre"))); err != nil || got != "Comedy" {
+		t.Fatalf("genre menu after the search: %q, %v; want Comedy kept", got, err)
 	}
 	shot("04-search")
 

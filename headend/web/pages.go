@@ -238,6 +238,7 @@ type catalogPage struct {
 	From, To   int
 	Prev, Next string // links to the neighbouring pages; empty if none
 	Sorts      []sortOption
+	Genres     []genreOption
 }
 
 type sortOption struct {
@@ -245,6 +246,16 @@ type sortOption struct {
 	Label    string
 	Selected bool
 }
+
+type genreOption struct {
+	Value    string // "" for every genre
+	Label    string
+	Selected bool
+}
+
+// maxPage bounds the page number a catalog link may ask for, so that the
+// offset it makes cannot overflow: with MaxPageSize, a million titles.
+const maxPage = 10_000
 
 func (s *server) catalog(w http.ResponseWriter, r *http.Request, u user) {
 	q := r.URL.Query()
@@ -256,12 +267,23 @@ func (s *server) catalog(w http.ResponseWriter, r *http.Request, u user) {
 	}
 	page, _ := strconv.Atoi(q.Get("page"))
 	page = max(page, 1)
+	if page > maxPage {
+		s.fail(w, r, &u, http.StatusNotFound, "There is no such page of results.")
+		return
+	}
 	query.Offset = (page - 1) * s.pageSize
 	res, err := s.cust.Search(r.Context(), u.account.ID, query)
 	if err != nil {
 		s.failErr(w, r, &u, "search", err)
 		return
 	}
+	genres, err := s.genres.get(r.Context(), u.account)
+	if err != nil {
+		// The menu is a convenience: the results are still shown, with
+		// "All genres" and the genre asked for to choose from.
+		s.log.Error("genre menu", "account", u.account.ID, "err", err)
+	}
+	genresKnown := err == nil
 	link := func(p int) string {
 		v := url.Values{}
 		for k, val := range map[string]string{"q": query.Text, "genre": query.Genre, "sort": string(query.Sort)} {
@@ -281,7 +303,10 @@ func (s *server) catalog(w http.ResponseWriter, r *http.Request, u user) {
 	if len(res.Titles) > 0 {
 		cp.From, cp.To = res.Offset+1, res.Offset+len(res.Titles)
 	}
-	if page > 1 {
+	switch last := (res.Total + s.pageSize - 1) / s.pageSize; {
+	case page > last && last > 0:
+		cp.Prev = link(last) // past the results: back to the last page
+	case page > 1:
 		cp.Prev = link(page - 1)
 	}
 	if res.Offset+len(res.Titles) < res.Total {
@@ -291,9 +316,35 @@ func (s *server) catalog(w http.ResponseWriter, r *http.Request, u user) {
 		o.Selected = o.Value == query.Sort || query.Sort == "" && o.Value == customers.SortTitle
 		cp.Sorts = append(cp.Sorts, o)
 	}
+	cp.Genres = genreOptions(genres, genresKnown, query.Genre)
 	v := s.userView(&u, "Catalog")
 	v.Data = cp
 	s.render(w, http.StatusOK, "catalog", v)
+}
+
+// genreOptions is the genre menu: every genre, the one asked for
+// selected. A genre asked for that is not among them (from an old link,
+// or typed into the address) is kept as an option of its own, so that the
+// menu says what the results were filtered by and the next search keeps
+// it until the viewer picks another; it is said to have no titles when
+// the genres are known.
+func genreOptions(genres []string, known bool, asked string) []genreOption {
+	fold := customers.FoldText(asked)
+	opts := []genreOption{{Value: "", Label: "All genres", Selected: fold == ""}}
+	found := fold == ""
+	for _, g := range genres {
+		sel := !found && customers.FoldText(g) == fold
+		found = found || sel
+		opts = append(opts, genreOption{Value: g, Label: g, Selected: sel})
+	}
+	if !found {
+		label := asked
+		if known {
+			label += " (no titles)"
+		}
+		opts = append(opts, genreOption{Value: asked, Label: label, Selected: true})
+	}
+	return opts
 }
 
 // A title.
@@ -373,7 +424,11 @@ func (s *server) firstList(w http.ResponseWriter, r *http.Request, u user) {
 
 func (s *server) list(w http.ResponseWriter, r *http.Request, u user) {
 	ctx := r.Context()
-	ref := customers.BoxRef(r.PathValue("box"))
+	ref, ok := boxRef(r)
+	if !ok {
+		s.fail(w, r, &u, http.StatusNotFound, "There is no such page.")
+		return
+	}
 	boxes, err := s.cust.Boxes(ctx, u.account.ID)
 	if err != nil {
 		s.failErr(w, r, &u, "boxes", err)
@@ -435,6 +490,20 @@ func (s *server) list(w http.ResponseWriter, r *http.Request, u user) {
 	s.render(w, http.StatusOK, "list", v)
 }
 
+// boxRef is the box named in the path, or false if it names none that
+// could exist: a box reference is text a store can hold (customers.ValidText)
+// of at most customers.MaxKeyLen bytes. Anything else is refused here,
+// before a store sees it, because stores differ on looking such a key up:
+// bbolt finds nothing, PostgreSQL fails the query (it refuses invalid
+// UTF-8 and NUL in text), which would be a 500.
+func boxRef(r *http.Request) (customers.BoxRef, bool) {
+	ref := r.PathValue("box")
+	if ref == "" || len(ref) > customers.MaxKeyLen || customers.ValidText(ref) != nil {
+		return "", false
+	}
+	return customers.BoxRef(ref), true
+}
+
 // formID reads a media ID from a form field; empty is the zero ID.
 func formID(r *http.Request, field string) (media.ID, error) {
 	v := r.PostForm.Get(field)
@@ -448,7 +517,11 @@ func formID(r *http.Request, field string) (media.ID, error) {
 // browser back to the list.
 func (s *server) listEdit(w http.ResponseWriter, r *http.Request, u user,
 	edit func(box customers.BoxRef, title, before media.ID) (customers.List, error)) {
-	ref := customers.BoxRef(r.PathValue("box"))
+	ref, ok := boxRef(r)
+	if !ok {
+		s.fail(w, r, &u, http.StatusNotFound, "There is no such page.")
+		return
+	}
 	title, err1 := formID(r, "title")
 	before, err2 := formID(r, "before")
 	if err := errors.Join(err1, err2); err != nil || title == (media.ID{}) {

@@ -1,7 +1,8 @@
 // Package web serves customer management (headend/customers) to viewers
 // as server-rendered HTML pages: sign-up with the box's activation code,
-// log-in and log-out, the catalog with search, genre and sort, a title's
-// page, each box's My List with its download progress, and the account.
+// log-in and log-out, the catalog with search, a menu of the genres the
+// viewer's catalogs hold, and sort, a title's page, each box's My List
+// with its download progress, and the account.
 //
 // The pages need no JavaScript: every action is a plain form, GET for
 // searches and POST (answered with a redirect) for changes.
@@ -19,6 +20,10 @@
 //     missing or wrong token is answered 403 with a page saying so, and
 //     nothing is changed. Cross-origin browser POSTs are refused as well
 //     (http.CrossOriginProtection).
+//   - What a path or form names is checked before customers sees it: a
+//     title ID that does not parse is a 404 in a path and a 400 in a form,
+//     and a box reference no store could hold (not UTF-8, a NUL, longer
+//     than customers.MaxKeyLen) is a 404, the same on every backend.
 //   - A throttled log-in is answered 429 with Retry-After.
 //   - Every answer carries a Content-Security-Policy that allows only this
 //     origin (no inline script or style) and no framing, nosniff, and a
@@ -89,7 +94,8 @@ type Config struct {
 	PageSize int
 }
 
-// server holds what the handlers share. It has no mutable state.
+// server holds what the handlers share. Its only mutable state is the
+// genre menus' cache, which guards itself.
 type server struct {
 	cust     *customers.Service
 	progress Progress
@@ -99,6 +105,7 @@ type server struct {
 	supplier string
 	pageSize int
 	pages    map[string]*template.Template
+	genres   *genreCache
 }
 
 // New returns the pages as one handler.
@@ -120,6 +127,7 @@ func New(cfg Config) (http.Handler, error) {
 		s.pageSize = 20
 	}
 	s.pageSize = min(s.pageSize, customers.MaxPageSize)
+	s.genres = newGenreCache(s.cust.Genres, s.log)
 	var err error
 	if s.pages, err = parsePages(); err != nil {
 		return nil, fmt.Errorf("web: %w", err)
