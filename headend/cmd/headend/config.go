@@ -48,9 +48,45 @@ type Config struct {
 	// .pub half. Default: DATA/scheduler.pub.
 	SchedulerKey string `json:"scheduler_key"`
 
-	TURN   TURNConfig   `json:"turn"`
-	Media  MediaConfig  `json:"media"`
-	Timing TimingConfig `json:"timing"`
+	TURN    TURNConfig    `json:"turn"`
+	Media   MediaConfig   `json:"media"`
+	Viewers ViewersConfig `json:"viewers"`
+	Timing  TimingConfig  `json:"timing"`
+}
+
+// ViewersConfig configures what viewers meet, which runs with the
+// scheduler: customer management (in the scheduler's store kind: bolt in
+// DATA/customers.db, or the same PostgreSQL database), the web pages,
+// media passes and the key vault (DATA/vault.db).
+type ViewersConfig struct {
+	// Web is where the web pages listen, default ":8080"; "off" for none.
+	// Serve them to the Internet through a TLS-terminating proxy, with
+	// SecureCookies set.
+	Web string `json:"web"`
+	// SecureCookies marks session cookies Secure, as behind a TLS proxy.
+	SecureCookies bool `json:"secure_cookies"`
+	// Catalogs are created at start if missing; every viewer who signs
+	// up on the web is subscribed to all of them. Default: one catalog
+	// "films".
+	Catalogs []CatalogConfig `json:"catalogs"`
+	// MasterKey is the file holding the key vault's master key (32 random
+	// bytes, 0600), made on first start. Default DATA/vault.master. Keep a
+	// copy offline: without it the vault's keys are lost.
+	MasterKey string `json:"master_key"`
+	// PassWindow is how long a media pass for a title bought lets a box
+	// play it (a rental's lasts until the rental ends); default 4h.
+	PassWindow Duration `json:"pass_window"`
+	// Payments is the payment provider. Only "test" exists: it takes no
+	// real cards (tokens starting "tok_ok" pay, "tok_declined" is
+	// declined).
+	Payments string `json:"payments"`
+}
+
+// CatalogConfig names one vendor's catalog.
+type CatalogConfig struct {
+	ID     string `json:"id"`
+	Vendor string `json:"vendor"`
+	Name   string `json:"name"`
 }
 
 // TURNConfig configures STUN and TURN.
@@ -205,6 +241,15 @@ func (c *Config) defaults() error {
 	}
 	set(&c.Media.Listen, ":7444")
 	set(&c.Media.Cluster, "cluster-1")
+	set(&c.Viewers.Web, ":8080")
+	set(&c.Viewers.MasterKey, filepath.Join(c.Data, "vault.master"))
+	set(&c.Viewers.Payments, "test")
+	if c.Viewers.Payments != "test" {
+		return fmt.Errorf("config: viewers payments %q: only the test provider exists", c.Viewers.Payments)
+	}
+	if len(c.Viewers.Catalogs) == 0 {
+		c.Viewers.Catalogs = []CatalogConfig{{ID: "films", Vendor: "Boxswarm", Name: "Films"}}
+	}
 	return nil
 }
 
@@ -284,6 +329,8 @@ func serveFlags(fs *flag.FlagSet) (configPath *string, overlay func(*Config)) {
 	fs.StringVar(&f.Media.HeadEnd, "media-headend", "", "gateway address, for a media server run apart")
 	fs.StringVar(&f.Media.CA, "media-ca", "", "head-end CA certificate, for a media server run apart")
 	fs.StringVar(&f.Media.Code, "media-code", "", "server activation code, for a media server run apart")
+	fs.StringVar(&f.Viewers.Web, "web", "", `web pages listen address (default :8080; "off" for none)`)
+	fs.BoolVar(&f.Viewers.SecureCookies, "secure-cookies", false, "mark session cookies Secure (behind a TLS proxy)")
 	fs.Var(&f.Timing.Tick, "tick", "scheduler loop period (default 100ms)")
 	fs.Var(&f.Timing.OfflineAfter, "offline-after", "a box disconnected this long goes offline (default 90s)")
 	fs.Var(&f.Timing.StartTimeout, "start-timeout", "transfer start timeout (default 30s)")
@@ -328,6 +375,8 @@ func serveFlags(fs *flag.FlagSet) (configPath *string, overlay func(*Config)) {
 		str(&c.Media.HeadEnd, f.Media.HeadEnd)
 		str(&c.Media.CA, f.Media.CA)
 		str(&c.Media.Code, f.Media.Code)
+		str(&c.Viewers.Web, f.Viewers.Web)
+		c.Viewers.SecureCookies = c.Viewers.SecureCookies || f.Viewers.SecureCookies
 		if f.Media.UpKbps != 0 {
 			c.Media.UpKbps = f.Media.UpKbps
 		}

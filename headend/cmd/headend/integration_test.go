@@ -54,7 +54,7 @@ func TestIntegration(t *testing.T) {
 	// this test is about the viewers' lists (the shadow list has its own
 	// tests in package scheduler).
 	he := startProc(t, "headend", filepath.Join(bin, "headend"), "serve", "-services", "scheduler,turn",
-		"-data", data, "-gateway", "127.0.0.1:0", "-admin", "127.0.0.1:0", "-turn", "127.0.0.1:0",
+		"-data", data, "-gateway", "127.0.0.1:0", "-admin", "127.0.0.1:0", "-turn", "127.0.0.1:0", "-web", "127.0.0.1:0",
 		"-turn-relay-ports", "40000-40100", "-tick", "50ms", "-shadow-every", "24h",
 		"-idle-timeout", "2s", "-offline-after", "3s", "-start-timeout", "20s", "-progress-timeout", "20s")
 	m := he.await(t, `headend: scheduler gateway (\S+) admin (\S+)`)
@@ -268,7 +268,7 @@ func verifiedPieces(t *testing.T, dir string, ti *piecetest.Title) int {
 func buildBinaries(t *testing.T) string {
 	t.Helper()
 	bin := t.TempDir()
-	for _, pkg := range []string{".", "../../../p2p/cmd/transferd"} {
+	for _, pkg := range []string{".", "../../../p2p/cmd/transferd", "../../../tools/mediaimport"} {
 		cmd := exec.Command("go", "build", "-o", bin+"/", pkg)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("go build %s: %v\n%s", pkg, err, out)

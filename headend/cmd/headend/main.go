@@ -1,5 +1,6 @@
 // Command headend is the operator's head-end: the scheduler with the box
-// gateway and the operator API, STUN/TURN, and a media server.
+// gateway and the operator API, customer management with the web pages,
+// media passes and the key vault, STUN/TURN, and a media server.
 //
 //	headend serve [-config headend.json] [-data DIR] [-services scheduler,turn,media] ...
 //
@@ -8,7 +9,8 @@
 // run each apart: the scheduler where the state is, TURN on the public
 // address, media servers next to their disks. serve prints one line per
 // service once it serves ("headend: scheduler gateway ADDR admin ADDR ...",
-// "headend: turn ADDR", "headend: media box ID pieces ADDR"), and logs
+// "headend: web http://ADDR", "headend: turn ADDR", "headend: media box ID
+// pieces ADDR"), and logs
 // with log/slog on standard error. Prometheus metrics are on the admin
 // address, at /metrics.
 //

@@ -103,17 +103,22 @@ func serve(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logger) 
 			return err
 		}
 	}
+	// A media server in this process takes the operator's uploads.
+	var ingester *daemon.Ingester
+	if cfg.runs(svcMedia) {
+		ingester = &daemon.Ingester{}
+	}
 	var sched *scheduler.Scheduler
 	var gatewayAddr string
 	if cfg.runs(svcScheduler) {
-		if sched, gatewayAddr, err = startScheduler(s, cfg, turnAddr, secret, reg); err != nil {
+		if sched, gatewayAddr, err = startScheduler(s, cfg, turnAddr, secret, reg, ingester); err != nil {
 			cancel(err)
 			s.wg.Wait()
 			return err
 		}
 	}
 	if cfg.runs(svcMedia) {
-		if err := startMedia(s, cfg, sched, gatewayAddr); err != nil {
+		if err := startMedia(s, cfg, sched, gatewayAddr, ingester); err != nil {
 			cancel(err)
 			s.wg.Wait()
 			return err
@@ -157,7 +162,7 @@ func startTURN(s *services, cfg Config, addr string, secret []byte, reg *prometh
 	return bound, nil
 }
 
-func startScheduler(s *services, cfg Config, turnAddr string, secret []byte, reg *prometheus.Registry) (_ *scheduler.Scheduler, _ string, err error) {
+func startScheduler(s *services, cfg Config, turnAddr string, secret []byte, reg *prometheus.Registry, ingester *daemon.Ingester) (_ *scheduler.Scheduler, _ string, err error) {
 	log := s.log.With("service", "scheduler")
 	var undo []func() error // closes what was opened, if a later step fails
 	defer func() {
@@ -167,7 +172,7 @@ func startScheduler(s *services, cfg Config, turnAddr string, secret []byte, reg
 			}
 		}
 	}()
-	key, err := loadOrCreateSchedulerKey(filepath.Join(cfg.Data, schedulerKeyPrefix))
+	key, err := loadOrCreateSigningKey(filepath.Join(cfg.Data, schedulerKeyPrefix), "scheduler")
 	if err != nil {
 		return nil, "", err
 	}
@@ -210,6 +215,12 @@ func startScheduler(s *services, cfg Config, turnAddr string, secret []byte, reg
 	if err != nil {
 		return nil, "", err
 	}
+	var closers []func() error // the viewers' stores, closed after the loop
+	undo = append(undo, func() error { return closeAll(closers) })
+	v, err := openViewers(s.ctx, cfg, sched, s.log, &closers)
+	if err != nil {
+		return nil, "", err
+	}
 	gl, err := net.Listen("tcp", cfg.Gateway)
 	if err != nil {
 		return nil, "", fmt.Errorf("gateway: %w", err)
@@ -224,14 +235,19 @@ func startScheduler(s *services, cfg Config, turnAddr string, secret []byte, reg
 		return nil, "", err
 	}
 	gw, err = gateway.New(gateway.Config{
-		TLS: &tls.Config{Certificates: []tls.Certificate{cert}}, CA: ca, Handler: sched, Log: s.log.With("service", "gateway"),
+		TLS: &tls.Config{Certificates: []tls.Certificate{cert}}, CA: ca, Handler: v.handler(), Log: s.log.With("service", "gateway"),
 		IdleTimeout: time.Duration(cfg.Timing.IdleTimeout), RetryBase: time.Duration(cfg.Timing.RetryBase),
 	})
 	if err != nil {
 		return nil, "", err
 	}
-	h, err := admin.Handler(admin.Config{Scheduler: sched, Token: token, MediaKeys: mediaKeys,
-		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), Log: s.log.With("service", "admin")})
+	ac := admin.Config{Scheduler: sched, Token: token, MediaKeys: mediaKeys,
+		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), Log: s.log.With("service", "admin"),
+		Vault: v.vault, Catalog: v.link, Staging: filepath.Join(cfg.Data, mediaDir, "staging")}
+	if ingester != nil {
+		ac.Packages = ingester
+	}
+	h, err := admin.Handler(ac)
 	if err != nil {
 		return nil, "", err
 	}
@@ -239,7 +255,12 @@ func startScheduler(s *services, cfg Config, turnAddr string, secret []byte, reg
 	if err != nil {
 		return nil, "", fmt.Errorf("admin API: %w", err)
 	}
+	undo = append(undo, al.Close)
 	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	wl, err := v.listen(cfg)
+	if err != nil {
+		return nil, "", err
+	}
 
 	// The loop stops last: the gateway and the API hand it work until
 	// they are down.
@@ -268,12 +289,14 @@ func startScheduler(s *services, cfg Config, turnAddr string, secret []byte, reg
 		}
 		return nil
 	})
+	v.run(s, wl, &front)
 	s.run("scheduler", func(ctx context.Context) error {
 		<-ctx.Done()
 		front.Wait()
+		v.sessions.Wait() // their answers go out through the loop
 		stopLoop()
 		<-loopDone
-		return store.Close()
+		return errors.Join(closeAll(closers), store.Close())
 	})
 	s.ready("scheduler gateway %s admin %s store %s", gl.Addr(), al.Addr(), storeName(cfg))
 	return sched, gl.Addr().String(), nil
@@ -296,7 +319,7 @@ func openStore(ctx context.Context, cfg Config, log *slog.Logger) (schedstore.St
 // startMedia runs the media server: the transfer daemon as a server. Run
 // with the scheduler it enrolls itself with a server code it mints; run
 // apart it needs the gateway's address, its CA and a code.
-func startMedia(s *services, cfg Config, sched *scheduler.Scheduler, gatewayAddr string) error {
+func startMedia(s *services, cfg Config, sched *scheduler.Scheduler, gatewayAddr string, ingester *daemon.Ingester) error {
 	dir := filepath.Join(cfg.Data, mediaDir)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("media: %w", err)
@@ -307,7 +330,8 @@ func startMedia(s *services, cfg Config, sched *scheduler.Scheduler, gatewayAddr
 		Listen: cfg.Media.Listen, Advertise: cfg.Media.Advertise, Capacity: cfg.Media.Capacity, UpKbps: cfg.Media.UpKbps,
 		MediaKeys: cfg.MediaKeys, SchedulerKey: cfg.SchedulerKey,
 		Server: true, Cluster: cfg.Media.Cluster, Ingest: cfg.Media.Ingest, Heartbeat: time.Duration(cfg.Timing.Heartbeat),
-		Ready: func(box api.BoxID, addr string) { s.ready("media box %s pieces %s", box, addr) },
+		Ready:    func(box api.BoxID, addr string) { s.ready("media box %s pieces %s", box, addr) },
+		Ingester: ingester,
 	}
 	if sched != nil {
 		_, port, _ := net.SplitHostPort(gatewayAddr)
@@ -334,20 +358,22 @@ func startMedia(s *services, cfg Config, sched *scheduler.Scheduler, gatewayAddr
 	return nil
 }
 
-func loadOrCreateSchedulerKey(prefix string) (ed25519.PrivateKey, error) {
+// loadOrCreateSigningKey returns the Ed25519 key in PREFIX.key, made with
+// PREFIX.pub on first use.
+func loadOrCreateSigningKey(prefix, what string) (ed25519.PrivateKey, error) {
 	key, err := keyfile.ReadPrivateKey(prefix + ".key")
 	if err == nil {
 		return key, nil
 	}
 	if !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("scheduler key: %w", err)
+		return nil, fmt.Errorf("%s key: %w", what, err)
 	}
 	pub, key, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		return nil, err
 	}
 	if err := keyfile.WritePair(prefix, key, pub); err != nil {
-		return nil, fmt.Errorf("scheduler key: %w", err)
+		return nil, fmt.Errorf("%s key: %w", what, err)
 	}
 	return key, nil
 }
@@ -397,4 +423,13 @@ func readKeys(paths []string) ([]ed25519.PublicKey, error) {
 		keys = append(keys, k)
 	}
 	return keys, nil
+}
+
+// closeAll closes in reverse order of opening.
+func closeAll(closers []func() error) error {
+	var errs []error
+	for i := len(closers) - 1; i >= 0; i-- {
+		errs = append(errs, closers[i]())
+	}
+	return errors.Join(errs...)
 }
