@@ -4,7 +4,10 @@
 // code above this layer never touches a device directly.
 package board
 
-import "context"
+import (
+	"context"
+	"errors"
+)
 
 // PanelState is what the front panel shows.
 type PanelState string
@@ -34,3 +37,20 @@ type Board interface {
 	// only if the hardware refused.
 	Halt() error
 }
+
+// DeviceSecreter is implemented by boards that can give each unit a secret
+// of its own that software on another unit cannot learn (a key in eFuses, a
+// secure element, a SoC's hardware-unique key). board/identity seals the
+// box's identity key with it where the board has no TPM. It is optional: a
+// board without such a secret does not implement it.
+type DeviceSecreter interface {
+	// DeviceSecret returns the unit's secret, at least 16 bytes, the same on
+	// every call and every boot; the caller zeroes it after use. It returns
+	// an error wrapping ErrNoDeviceSecret if this unit has none (for
+	// example, fuses never programmed), and any other error if it has one
+	// but could not read it.
+	DeviceSecret(ctx context.Context) ([]byte, error)
+}
+
+// ErrNoDeviceSecret means the board has no per-unit secret.
+var ErrNoDeviceSecret = errors.New("no device secret")
