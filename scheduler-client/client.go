@@ -27,6 +27,7 @@ package schedclient
 import (
 	"bufio"
 	"context"
+	"crypto"
 	"crypto/ed25519"
 	"crypto/tls"
 	"crypto/x509"
@@ -48,7 +49,10 @@ import (
 // Identity is the box's device identity: its key and the certificate the
 // head-end issued for it at activation.
 type Identity struct {
-	Key         ed25519.PrivateKey
+	// Key signs the TLS handshakes: an ed25519.PrivateKey, or a key held
+	// elsewhere (board/identity's, in locked memory) whose Public is an
+	// ed25519.PublicKey.
+	Key         crypto.Signer
 	Certificate []byte // DER, from activation
 }
 
@@ -137,8 +141,11 @@ func New(cfg Config) (*Client, error) {
 		return nil, errors.New("scheduler client: no state")
 	case cfg.Handle == nil:
 		return nil, errors.New("scheduler client: no Handle function")
-	case len(cfg.Identity.Key) != ed25519.PrivateKeySize:
-		return nil, errors.New("scheduler client: identity key is not an Ed25519 private key")
+	case cfg.Identity.Key == nil:
+		return nil, errors.New("scheduler client: no identity key")
+	}
+	if _, ok := cfg.Identity.Key.Public().(ed25519.PublicKey); !ok {
+		return nil, errors.New("scheduler client: identity key is not an Ed25519 key")
 	}
 	leaf, err := x509.ParseCertificate(cfg.Identity.Certificate)
 	if err != nil {

@@ -2,7 +2,9 @@ package schedclient
 
 import (
 	"context"
+	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
@@ -491,7 +493,8 @@ func TestNewRefusesBadIdentity(t *testing.T) {
 		{"certificate of another key", Identity{Key: key, Certificate: der}, "not for the identity key"},
 		{"server certificate", Identity{Key: key, Certificate: srv.Certificate[0]}, "not for the identity key"},
 		{"garbage", Identity{Key: key, Certificate: []byte("x")}, "device certificate"},
-		{"no key", Identity{Certificate: der}, "not an Ed25519 private key"},
+		{"no key", Identity{Certificate: der}, "no identity key"},
+		{"not Ed25519", Identity{Key: ecdsaKey(t), Certificate: der}, "not an Ed25519 key"},
 	} {
 		_, err := New(Config{Addr: "x:1", Roots: x509.NewCertPool(), State: MemState(), Handle: (&handled{}).handle, Identity: tc.id})
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -509,4 +512,12 @@ func waitFor(t *testing.T, cond func() bool) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+func ecdsaKey(t *testing.T) *ecdsa.PrivateKey {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
 }
