@@ -15,6 +15,20 @@
 // Each time the session with the head-end comes up, the daemon sends
 // Register (with the piece address, the caps and the store's capacity)
 // and the full inventory.
+//
+// A box (not a server) also keeps what the head-end replicates to it in
+// Options.BoxState (box.db next to the store, package boxstate): the
+// catalog (CatalogUpdate) and the priority list (PriorityList, the higher
+// version wins). With Options.Local it serves the player daemon the local
+// API (package p2p/local) on that socket: status, activation, catalog,
+// list edits (sent to the head-end with the version after the one held),
+// progress from the store, and media pass and key requests relayed to the
+// head-end with their answers. Options.StoreSocket serves the media store
+// for the player's reads (media/store.Serve). Without a certificate and
+// without Options.Activate, a box with Options.Local waits for the code
+// from the TV (Status.NeedsCode; a refused code leaves it waiting, with
+// the head-end's reason in Status.Error) and then carries on as with
+// Options.Activate.
 package daemon
 
 import (
@@ -40,6 +54,7 @@ import (
 	"github.com/boxswarm/boxswarm/headend/mediaserver"
 	"github.com/boxswarm/boxswarm/media/store"
 	"github.com/boxswarm/boxswarm/p2p/agent"
+	"github.com/boxswarm/boxswarm/p2p/local"
 	"github.com/boxswarm/boxswarm/p2p/rtc"
 	schedclient "github.com/boxswarm/boxswarm/scheduler-client"
 )
@@ -55,6 +70,17 @@ type Options struct {
 	State      string // session state file (default: sched-state.json next to Key)
 	Key, Cert  string // identity key and device certificate files
 	Activate   string // activation code, used if Cert does not exist
+	// Local is the Unix socket of the local API for the player daemon
+	// (package p2p/local); empty: none. Boxes only.
+	Local string
+	// StoreSocket is the Unix socket where the media store is served for
+	// the player's reads (media/store.Serve); empty: not served. Boxes
+	// only. Status.StoreSocket tells the player.
+	StoreSocket string
+	// BoxState is the box's state file: the replicated catalog and the
+	// priority list (default: box.db next to the store folder). Boxes
+	// only.
+	BoxState string
 	// Transport carries the transfers: TransportWebRTC (the default), or
 	// TransportTCP (media servers and test agents with piece addresses).
 	Transport    string
@@ -114,6 +140,9 @@ func (o *Options) check() error {
 	if len(missing) > 0 {
 		return fmt.Errorf("%w: missing %s", ErrOptions, strings.Join(missing, ", "))
 	}
+	if o.Server && (o.Local != "" || o.StoreSocket != "") {
+		return fmt.Errorf("%w: a media server has no player: no local API or store socket", ErrOptions)
+	}
 	if o.Transport != TransportWebRTC && o.Transport != TransportTCP {
 		return fmt.Errorf("%w: transport %q, want %s or %s", ErrOptions, o.Transport, TransportWebRTC, TransportTCP)
 	}
@@ -155,15 +184,37 @@ func Run(ctx context.Context, o Options, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("scheduler key: %w", err)
 	}
-	id, err := identity(ctx, o, roots, log)
-	if err != nil {
-		return err
-	}
 	st, err := store.Open(o.Store, store.Options{MediaKeys: mediaKeys, Capacity: o.Capacity, Log: log})
 	if err != nil {
 		return err
 	}
 	defer st.Close()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var bx *box
+	if !o.Server {
+		if o.BoxState == "" {
+			o.BoxState = filepath.Join(filepath.Dir(filepath.Clean(o.Store)), "box.db")
+		}
+		if bx, err = openBox(o.BoxState, st, o.StoreSocket, log.With("part", "box")); err != nil {
+			return err
+		}
+		defer bx.close()
+		// Deferred after the store's and the box state's Close, so the
+		// local services stop before them.
+		stop, err := serveLocal(ctx, cancel, o, bx, st, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+	id, err := identity(ctx, o, roots, log, bx)
+	if err != nil {
+		if ctx.Err() != nil && errors.Is(context.Cause(ctx), context.Canceled) {
+			return nil // stopped while waiting for activation
+		}
+		return err
+	}
 	state, err := schedclient.FileState(o.State)
 	if err != nil {
 		return err
@@ -175,12 +226,21 @@ func Run(ctx context.Context, o Options, log *slog.Logger) error {
 	var ice iceCredentials
 	// announce is set below, before the client runs.
 	var announce func(context.Context) error
+	clientLog := log
+	onConnect := func(ctx context.Context) { announceOnConnect(ctx, announce, log) }
+	if bx != nil {
+		clientLog = slog.New(sessionTap{log.Handler(), bx.sessionError})
+		onConnect = func(ctx context.Context) {
+			bx.sessionUp(ctx)
+			announceOnConnect(ctx, announce, log)
+		}
+	}
 	client, err := schedclient.New(schedclient.Config{
 		Addr: o.HeadEnd, ServerName: o.ServerName, Roots: roots, Identity: id, State: state,
 		Handle:    func(ctx context.Context, b api.Body) error { return handle(ctx, ice.note(b)) },
-		OnConnect: func(ctx context.Context) { announceOnConnect(ctx, announce, log) },
+		OnConnect: onConnect,
 		Heartbeat: o.Heartbeat,
-		Log:       log,
+		Log:       clientLog,
 	})
 	if err != nil {
 		return err
@@ -209,9 +269,13 @@ func Run(ctx context.Context, o Options, log *slog.Logger) error {
 		}
 		defer tr.Close()
 	}
+	send := client.Send
+	if bx != nil {
+		send = bx.observeSend(send)
+	}
 	acfg := agent.Config{
 		Self: box, Store: st, MediaKeys: mediaKeys, SchedulerKey: schedKey,
-		Send: client.Send, RTC: tr, Listen: lis,
+		Send: send, RTC: tr, Listen: lis,
 		UpLimit: kbpsToBytes(o.UpKbps), DownLimit: kbpsToBytes(o.DownKbps),
 		ProgressEvery: o.ProgressEvery, Log: log,
 	}
@@ -260,6 +324,12 @@ func Run(ctx context.Context, o Options, log *slog.Logger) error {
 			return engine(ctx, b)
 		}
 	}
+	if bx != nil {
+		// The catalog, lists, passes and keys go to the box's side.
+		next := handle
+		handle = func(ctx context.Context, b api.Body) error { return bx.handle(ctx, b, next) }
+		bx.setClient(client)
+	}
 	addr := "none"
 	if lis != nil {
 		addr = lis.Addr().String()
@@ -269,8 +339,6 @@ func Run(ctx context.Context, o Options, log *slog.Logger) error {
 	}
 	log.Info("transfer daemon running", "headend", o.HeadEnd, "transport", o.Transport, "tcp pieces", addr, "store", o.Store, "server", o.Server)
 
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
 	var wg sync.WaitGroup
 	stopOnError := func(what string, err error) {
 		if err != nil {
@@ -351,9 +419,10 @@ func readRoots(path string) (*x509.CertPool, error) {
 	return pool, nil
 }
 
-// identity loads the box's key and certificate, activating first if asked
-// and there is no certificate yet.
-func identity(ctx context.Context, o Options, roots *x509.CertPool, log *slog.Logger) (schedclient.Identity, error) {
+// identity loads the box's key and certificate, activating first if there
+// is no certificate yet: with the code in the options, or with one from
+// the TV through the local API.
+func identity(ctx context.Context, o Options, roots *x509.CertPool, log *slog.Logger, bx *box) (schedclient.Identity, error) {
 	_, err := os.Stat(o.Cert)
 	switch {
 	case err == nil:
@@ -361,11 +430,21 @@ func identity(ctx context.Context, o Options, roots *x509.CertPool, log *slog.Lo
 			log.Info("already activated; -activate ignored", "cert", o.Cert)
 		}
 	case errors.Is(err, fs.ErrNotExist) && o.Activate != "":
-		if err := activate(ctx, o, roots, log); err != nil {
+		if bx != nil {
+			bx.activating()
+		}
+		if _, err := activate(ctx, o, roots, o.Activate, log); err != nil {
+			return schedclient.Identity{}, err
+		}
+	case errors.Is(err, fs.ErrNotExist) && bx != nil && o.Local != "":
+		err := bx.awaitCode(ctx, func(ctx context.Context, code string) (api.BoxID, error) {
+			return activate(ctx, o, roots, code, log)
+		})
+		if err != nil {
 			return schedclient.Identity{}, err
 		}
 	default:
-		return schedclient.Identity{}, fmt.Errorf("device certificate: %w (activate with -activate CODE)", err)
+		return schedclient.Identity{}, fmt.Errorf("device certificate: %w (activate with -activate CODE, or from the TV with -local)", err)
 	}
 	key, err := keyfile.ReadPrivateKey(o.Key)
 	if err != nil {
@@ -382,38 +461,89 @@ func identity(ctx context.Context, o Options, roots *x509.CertPool, log *slog.Lo
 	return schedclient.Identity{Key: key, Certificate: der}, nil
 }
 
+// activateError is an activation the head-end refused (refused) or that
+// did not reach it.
+type activateError struct {
+	err     error
+	refused bool
+}
+
+func (e *activateError) Error() string { return e.err.Error() }
+func (e *activateError) Unwrap() error { return e.err }
+
 // activate makes the identity key if there is none, trades the code for a
-// device certificate and writes it.
-func activate(ctx context.Context, o Options, roots *x509.CertPool, log *slog.Logger) error {
+// device certificate and writes it. Errors from the exchange with the
+// head-end are *activateError.
+func activate(ctx context.Context, o Options, roots *x509.CertPool, code string, log *slog.Logger) (api.BoxID, error) {
 	key, err := keyfile.ReadPrivateKey(o.Key)
 	if errors.Is(err, fs.ErrNotExist) {
 		if err := os.MkdirAll(filepath.Dir(o.Key), 0o700); err != nil {
-			return err
+			return api.BoxID{}, err
 		}
 		_, key, err = ed25519.GenerateKey(rand.Reader)
 		if err != nil {
-			return err
+			return api.BoxID{}, err
 		}
 		b, err := firmware.MarshalPrivateKeyPEM(key)
 		if err != nil {
-			return err
+			return api.BoxID{}, err
 		}
 		// Stored before it is used, so a lost answer can be asked again
 		// with the same key.
 		if err := keyfile.WriteNew(o.Key, b, 0o600); err != nil {
-			return err
+			return api.BoxID{}, err
 		}
 		log.Info("identity key created", "key", o.Key)
 	} else if err != nil {
-		return fmt.Errorf("identity key: %w", err)
+		return api.BoxID{}, fmt.Errorf("identity key: %w", err)
 	}
-	box, der, err := schedclient.Activate(ctx, o.HeadEnd, o.ServerName, roots, o.Activate, key)
+	box, der, err := schedclient.Activate(ctx, o.HeadEnd, o.ServerName, roots, code, key)
 	if err != nil {
-		return err
+		return api.BoxID{}, &activateError{err: err, refused: errors.Is(err, schedclient.ErrRejected)}
 	}
 	if err := keyfile.WriteNew(o.Cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-		return err
+		return api.BoxID{}, err
 	}
 	log.Info("box activated", "box", box, "cert", o.Cert)
-	return nil
+	return box, nil
+}
+
+// serveLocal starts the local API and the store socket the options ask
+// for; a service that fails stops the daemon through cancel. stop ends
+// them and waits.
+func serveLocal(ctx context.Context, cancel context.CancelCauseFunc, o Options, bx *box, st *store.Store, log *slog.Logger) (stop func(), err error) {
+	ctx, end := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	stop = func() {
+		end()
+		wg.Wait()
+	}
+	start := func(what, path string, serve func(context.Context, net.Listener) error) error {
+		l, err := local.Listen(path)
+		if err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		wg.Go(func() {
+			if err := serve(ctx, l); err != nil && ctx.Err() == nil {
+				cancel(fmt.Errorf("%s: %w", what, err))
+			}
+		})
+		log.Info(what+" listening", "socket", path)
+		return nil
+	}
+	if o.StoreSocket != "" {
+		err := start("store socket", o.StoreSocket, func(ctx context.Context, l net.Listener) error { return store.Serve(ctx, l, st) })
+		if err != nil {
+			stop()
+			return nil, err
+		}
+	}
+	if o.Local != "" {
+		srv := local.NewServer(bx, local.ServerOptions{Log: log.With("part", "local API")})
+		if err := start("local API", o.Local, srv.Serve); err != nil {
+			stop()
+			return nil, err
+		}
+	}
+	return stop, nil
 }

@@ -7,6 +7,7 @@
 //	transferd -headend HOST:PORT -ca headend-ca.pem -store DIR \
 //	    -key box.key -cert box.crt [-activate CODE] \
 //	    -media-key media.pub -scheduler-key scheduler.pub \
+//	    [-local /run/boxswarm/transferd.sock] [-store-socket /run/boxswarm/store.sock] \
 //	    [-transport webrtc|tcp] [-listen 127.0.0.1:0] [-up-kbps N] [-down-kbps N]
 //	transferd -server -cluster noc-1 -ingest pkgs/<id> ... (same flags)
 //
@@ -21,12 +22,23 @@
 // transferd creates the key if it is missing (0600), trades the code for a
 // certificate at the head-end, writes it, and carries on; an existing
 // certificate makes -activate a no-op, so the same command line works on
-// every start.
+// every start. Without -activate and without a certificate, a box started
+// with -local waits for the code the viewer types on the TV, which the
+// player daemon passes on through the local API.
+//
+// The player daemon talks to a box's transferd through the local API on
+// the Unix socket -local (package p2p/local: status and activation,
+// catalog, priority list, progress, media passes and keys) and reads the
+// media store through -store-socket (package media/store). Both sockets
+// are made 0600 in a folder transferd creates 0700. The catalog and the
+// priority list the head-end replicates are kept in -box-state (box.db
+// next to the store folder by default).
 //
 // Each time the session with the head-end comes up, transferd sends
 // Register (with the piece address, the caps and the store's capacity)
-// and the full inventory. Once the piece service listens, transferd prints
-// one line on standard output:
+// and the full inventory. Once the piece service listens (and the box is
+// activated, when the code comes from the TV), transferd prints one line
+// on standard output:
 //
 //	transferd: box <id> pieces <addr>
 //
@@ -85,6 +97,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.Key, "key", "", "the box's identity key, PKCS #8 PEM Ed25519")
 	fs.StringVar(&o.Cert, "cert", "", "the box's device certificate, PEM")
 	fs.StringVar(&o.Activate, "activate", "", "activation code: obtain the device certificate (and create the key) if -cert does not exist")
+	fs.StringVar(&o.Local, "local", "", "Unix socket of the local API for the player daemon (empty: none); without -activate and -cert, the code comes from the TV through it")
+	fs.StringVar(&o.StoreSocket, "store-socket", "", "Unix socket where the media store is served for the player's reads (empty: none)")
+	fs.StringVar(&o.BoxState, "box-state", "", "file holding the replicated catalog and priority list (default: box.db next to -store)")
 	fs.StringVar(&o.Transport, "transport", daemon.TransportWebRTC, "how pieces travel: webrtc (through NAT, signalled by the scheduler) or tcp (to piece addresses)")
 	fs.StringVar(&o.Listen, "listen", "", "where the TCP piece service listens, host:port (empty: none)")
 	fs.StringVar(&o.Advertise, "advertise", "", "TCP piece address registered with the scheduler (default: the listening address, unless it is a wildcard)")

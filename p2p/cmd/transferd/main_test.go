@@ -6,11 +6,13 @@ import (
 	"crypto/ed25519"
 	"crypto/tls"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -20,6 +22,7 @@ import (
 	"github.com/boxswarm/boxswarm/headend/deviceca"
 	"github.com/boxswarm/boxswarm/headend/gateway"
 	"github.com/boxswarm/boxswarm/headend/gateway/gatewaytest"
+	"github.com/boxswarm/boxswarm/p2p/local"
 	"github.com/boxswarm/boxswarm/p2p/piece/piecetest"
 )
 
@@ -313,5 +316,68 @@ func TestFlags(t *testing.T) {
 	stderr.Reset()
 	if c := run(t.Context(), []string{"-server", "extra"}, &bytes.Buffer{}, &stderr); c != 2 {
 		t.Errorf("stray argument: exit %d", c)
+	}
+}
+
+func TestActivateFromTV(t *testing.T) {
+	he := startHeadEnd(t, "code-tv")
+	keys := t.TempDir()
+	mediaKey := pubPEM(t, keys, "media.pub", piecetest.MediaPub)
+	schedKey := pubPEM(t, keys, "scheduler.pub", piecetest.SchedulerPub)
+	runDir := t.TempDir()
+	sock := filepath.Join(runDir, "run", "transferd.sock")
+	d := newDaemon(t, he, "", mediaKey, schedKey, "-local", sock, "-store-socket", filepath.Join(runDir, "run", "store.sock"))
+	// No -activate at all: the code comes through the local API.
+	d.args = slices.DeleteFunc(d.args, func(a string) bool { return a == "-activate" || a == "" })
+	ctx, cancel := context.WithCancel(context.Background())
+	code, stdout := make(chan int, 1), &lineBuffer{}
+	go func() { code <- run(ctx, d.args, stdout, &lineBuffer{}) }()
+	defer func() {
+		cancel()
+		if c := <-code; c != 0 {
+			t.Errorf("transferd exited with %d", c)
+		}
+	}()
+	c := local.Dial(sock)
+	defer c.Close()
+	var st local.Status
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		var err error
+		if st, err = c.Status(t.Context()); err == nil || time.Now().After(deadline) {
+			break
+		}
+	}
+	if !st.NeedsCode || st.Activated || st.StoreSocket == "" {
+		t.Fatalf("status without a certificate: %+v", st)
+	}
+	if err := c.Activate(t.Context(), "code-wrong"); !errors.Is(err, local.ErrRefused) {
+		t.Fatalf("wrong code: %v", err)
+	}
+	if err := c.Activate(t.Context(), "code-tv"); err != nil {
+		t.Fatalf("right code: %v", err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); !ready.MatchString(stdout.String()); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("transferd did not carry on after activation")
+		}
+	}
+	if _, err := os.Stat(filepath.Join(d.dir, "box.crt")); err != nil {
+		t.Errorf("certificate: %v", err)
+	}
+}
+
+func TestLocalFlags(t *testing.T) {
+	var stderr bytes.Buffer
+	args := []string{"-headend", "127.0.0.1:1", "-ca", "ca", "-store", "s", "-key", "k", "-cert", "c", "-media-key", "m", "-scheduler-key", "s",
+		"-server", "-cluster", "x", "-local", "/tmp/x.sock"}
+	if c := run(t.Context(), args, &bytes.Buffer{}, &stderr); c != 2 || !bytes.Contains(stderr.Bytes(), []byte("no local API")) {
+		t.Errorf("-local on a media server: exit %d, %s", c, stderr.String())
+	}
+	stderr.Reset()
+	run(t.Context(), []string{"-h"}, &bytes.Buffer{}, &stderr)
+	for _, f := range []string{"-local", "-store-socket", "-box-state"} {
+		if !bytes.Contains(stderr.Bytes(), []byte(f+" ")) {
+			t.Errorf("help has no %s", f)
+		}
 	}
 }
