@@ -14,9 +14,11 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 
 	"github.com/boxswarm/boxswarm/boot/supervisor"
+	"github.com/boxswarm/boxswarm/images/debroot"
 )
 
 // Recipe describes one board's images.
@@ -32,7 +34,37 @@ type Recipe struct {
 	KernelConfig string `json:"kernel_config"`
 	Stage1       Stage1 `json:"stage1"`
 	Stage2       Stage2 `json:"stage2"`
-	Disk         Disk   `json:"disk"`
+	// RootFS is the second stage's optional root filesystem.
+	RootFS *RootFS `json:"rootfs,omitempty"`
+	Disk   Disk    `json:"disk"`
+}
+
+// RootFS is a read-only squashfs image signed into the slot and mounted
+// through dm-verity: stage one never reads it, the kernel checks every
+// block it reads against the root hash in the signed manifest. The second
+// stage mounts it at /rootfs, and its initramfs links /usr and /lib there,
+// so programs in it run at their usual paths (/usr/bin/ffmpeg) with the
+// usual dynamic loader (/lib/ld-linux-aarch64.so.1).
+type RootFS struct {
+	// Compression is the squashfs compressor: "zstd" (the default), "xz"
+	// or "gzip"; the board's kernel must have it (SQUASHFS_ZSTD, ...).
+	Compression string `json:"compression,omitempty"`
+	// Debian is a tree made from Debian's binary packages for the board's
+	// architecture: the packages, the programs kept from them with the
+	// libraries they need, and the libraries replaced by stubs (see
+	// images/debroot).
+	Debian *debroot.Spec `json:"debian"`
+}
+
+// Compressions are the squashfs compressors a recipe may ask for.
+var Compressions = []string{"zstd", "xz", "gzip"}
+
+// SquashfsCompression is the compressor to use, the default filled in.
+func (r RootFS) SquashfsCompression() string {
+	if r.Compression == "" {
+		return "zstd"
+	}
+	return r.Compression
 }
 
 // Stage1 is the ROM's first stage.
@@ -92,10 +124,11 @@ func ForBoard(root, board string) (Recipe, error) {
 // Check reports the first thing wrong with the recipe.
 func (r Recipe) Check() error {
 	var errs []error
-	need := func(ok bool, format string, args ...any) {
+	need := func(ok bool, format string, args ...any) bool {
 		if !ok {
 			errs = append(errs, fmt.Errorf(format, args...))
 		}
+		return ok
 	}
 	need(r.Board != "", "board is required")
 	need(r.ImageVersion > 0, "image_version must be 1 or more")
@@ -111,6 +144,14 @@ func (r Recipe) Check() error {
 	for _, d := range r.Stage2.Supervisor.Daemons {
 		need(strings.HasPrefix(d.Path, "/bin/") && names[strings.TrimPrefix(d.Path, "/bin/")],
 			"daemon %q runs %q, which is not one of the stage2 programs", d.Name, d.Path)
+	}
+	if fs := r.RootFS; fs != nil {
+		need(slices.Contains(Compressions, fs.SquashfsCompression()), "rootfs.compression %q is not one of %v", fs.Compression, Compressions)
+		if need(fs.Debian != nil, "rootfs.debian is required") {
+			if err := fs.Debian.Check(); err != nil {
+				errs = append(errs, fmt.Errorf("rootfs.debian: %w", err))
+			}
+		}
 	}
 	need(r.Disk.SlotMiB > 0 && r.Disk.BootctlMiB > 0, "disk slot_mib and bootctl_mib must be positive")
 	need(r.Disk.SizeMiB > 2*r.Disk.SlotMiB+r.Disk.BootctlMiB+2, "disk size_mib %d leaves no room for data", r.Disk.SizeMiB)
@@ -128,4 +169,12 @@ func (r Recipe) GOARCH() string {
 		return "arm64"
 	}
 	return runtime.GOARCH
+}
+
+// DebianArch is the Debian architecture of a board's packages.
+func (r Recipe) DebianArch() string {
+	if a := r.GOARCH(); a != "arm" {
+		return a // arm64, amd64: the same names in Go and Debian
+	}
+	return "armhf"
 }

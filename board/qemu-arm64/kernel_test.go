@@ -25,7 +25,7 @@ const (
 // requiredChecks are the devprobe checks the box cannot do without; the probe
 // runs a few more, and the test fails on any FAIL line regardless.
 var requiredChecks = []string{
-	"go-runtime", "tpm0", "vda", "drm", "keyboard", "front-panel",
+	"go-runtime", "tpm0", "vda", "drm", "fbdev", "keyboard", "front-panel",
 	"mapper-control", "kexec_load", "dm-verity",
 }
 

@@ -34,6 +34,18 @@ type Machine struct {
 	// Kernel, Initrd and Append boot a kernel directly, without the ROM
 	// (used only to test the kernel itself).
 	Kernel, Initrd, Append string
+	// Netdev is the backend of the box's network card (virtio-net-pci), a
+	// QEMU -netdev option without its id: "user" for QEMU's own NAT,
+	// "tap,fd=3" for a tap device handed over by the caller. Empty means
+	// no network card. The card is a PCI device, so the device tree (and
+	// with it the ROM) is the same with or without it.
+	Netdev string
+	// MAC is the card's address; QEMU's 52:54:00:12:34:56 if empty. Boxes
+	// that share a network need different ones.
+	MAC string
+	// QMP, if set, is a unix socket path where QEMU serves its machine
+	// protocol (screendump, send-key).
+	QMP string
 	// DumpDTB, if set, makes QEMU write its generated device tree there
 	// and exit instead of running. Set BIOS as for the real boot and leave
 	// DTB empty: with -dtb QEMU would dump the given file.
@@ -70,6 +82,16 @@ func (m Machine) Args() []string {
 		a = append(a,
 			"-drive", "if=none,id=disk0,format=raw,cache=writeback,file="+optEscape(m.Disk),
 			"-device", "virtio-blk-pci,drive=disk0")
+	}
+	if m.Netdev != "" {
+		dev := "virtio-net-pci,netdev=net0,romfile="
+		if m.MAC != "" {
+			dev += ",mac=" + optEscape(m.MAC)
+		}
+		a = append(a, "-netdev", m.Netdev+",id=net0", "-device", dev)
+	}
+	if m.QMP != "" {
+		a = append(a, "-qmp", "unix:"+optEscape(m.QMP)+",server=on,wait=off")
 	}
 	panel := "null"
 	if m.PanelPath != "" {

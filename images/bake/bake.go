@@ -1,7 +1,8 @@
 // Package bake turns an image recipe into everything a board boots, without
 // root privileges or loop devices: the board's kernel, the stage-one
-// initramfs built with u-root, the second-stage initramfs, the signed
-// firmware image, the ROM stand-in and a GPT disk image with both slots,
+// initramfs built with u-root, the second-stage initramfs and root
+// filesystem (Debian packages, see images/debroot), the signed firmware
+// image, the ROM stand-in and a GPT disk image with both slots,
 // the boot-control record and the data partition.
 //
 // The steps are exported one by one so that tests can bake variants (an
@@ -22,6 +23,7 @@ import (
 	"github.com/boxswarm/boxswarm/firmware"
 	"github.com/boxswarm/boxswarm/firmware/bootctl"
 	"github.com/boxswarm/boxswarm/images"
+	"github.com/boxswarm/boxswarm/images/debroot"
 )
 
 // Options says what to bake and where.
@@ -44,6 +46,7 @@ type Artifacts struct {
 	Kernel   string // the board's kernel Image (both stages)
 	Stage1   string // u-root initramfs of the ROM
 	Stage2   string // second-stage initramfs
+	RootFS   string // second-stage root filesystem (squashfs); empty if the recipe has none
 	BOM      string // bill of materials
 	Firmware string // signed slot image
 	ROM      rom.Artifacts
@@ -99,6 +102,9 @@ func Bake(ctx context.Context, o Options) (Artifacts, error) {
 	r := o.Recipe
 	p := o.Progress
 	p.Total(6)
+	if r.RootFS != nil {
+		p.Total(7)
+	}
 	if err := p.Step("kernel (cached by configuration)", func() error {
 		return Kernel(ctx, o.Root, filepath.Dir(r.KernelConfig), a.Kernel)
 	}); err != nil {
@@ -115,22 +121,48 @@ func Bake(ctx context.Context, o Options) (Artifacts, error) {
 	}); err != nil {
 		return Artifacts{}, err
 	}
+	parts := []string{a.Kernel, a.Stage1, a.Stage2}
+	var debs []debroot.Package
+	if r.RootFS != nil {
+		a.RootFS = filepath.Join(o.Out, RootFSFile)
+		parts = append(parts, a.RootFS)
+		if err := p.Step("root filesystem (Debian packages, cached)", func() error {
+			var err error
+			debs, err = RootFS(ctx, r, a.RootFS, p)
+			return err
+		}); err != nil {
+			return Artifacts{}, err
+		}
+	}
 	if err := p.Step("sign firmware image", func() error {
-		bom, err := BillOfMaterials(ctx, o.Root, r, a.Kernel, a.Stage1, a.Stage2)
+		bom, err := BillOfMaterials(ctx, o.Root, r, parts...)
 		if err != nil {
 			return err
+		}
+		for _, d := range debs {
+			bom = fmt.Appendf(bom, "debian-%s %s %s sha256:%s\n", r.DebianArch(), d.Name, d.Version, d.SHA256)
 		}
 		if err := WriteFileAtomic(a.BOM, bom); err != nil {
 			return err
 		}
-		img, m, err := Sign(o.Keys.Signer, r, r.ImageVersion, a.Kernel, a.Stage2, bom)
+		spec, err := Spec(r, r.ImageVersion, a.Kernel, a.Stage2, bom)
+		if err != nil {
+			return err
+		}
+		if a.RootFS != "" {
+			if err := AddRootFS(&spec, a.RootFS); err != nil {
+				return err
+			}
+		}
+		img, m, err := firmware.BuildImage(spec, o.Keys.Signer)
 		if err != nil {
 			return err
 		}
 		if err := WriteFileAtomic(a.Firmware, img); err != nil {
 			return err
 		}
-		p.Note("image version %d, key %s v%d, manifest sha256 %x", m.ImageVersion, m.KeyID, m.KeyVersion, m.Digest())
+		p.Note("image version %d, key %s v%d, manifest sha256 %x, %.1f MiB of a %d MiB slot",
+			m.ImageVersion, m.KeyID, m.KeyVersion, m.Digest(), float64(len(img))/(1<<20), r.Disk.SlotMiB)
 		return nil
 	}); err != nil {
 		return Artifacts{}, err

@@ -8,9 +8,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -68,7 +70,8 @@ func Stage1(ctx context.Context, root string, r images.Recipe, facts bootrom.Fac
 }
 
 // Stage2 builds the second-stage initramfs: process 1, the programs under
-// /bin and the supervisor's configuration.
+// /bin, the supervisor's configuration and, when the recipe has a root
+// filesystem, the links into it (RootFSLinks).
 func Stage2(ctx context.Context, root string, r images.Recipe, out string) error {
 	bin, err := os.MkdirTemp("", "stage2-bin-")
 	if err != nil {
@@ -102,6 +105,11 @@ func Stage2(ctx context.Context, root string, r images.Recipe, out string) error
 		cpio.CharDev("dev/console", 0o600, 5, 1),
 		cpio.StaticFile("init", string(initBin), 0o755),
 		cpio.StaticFile("etc/supervisor.json", string(cfg)+"\n", 0o644),
+	}
+	if r.RootFS != nil {
+		for _, name := range slices.Sorted(maps.Keys(RootFSLinks)) {
+			recs = append(recs, cpio.Symlink(name, RootFSLinks[name]))
+		}
 	}
 	for _, p := range r.Stage2.Programs {
 		b, err := build(p)
@@ -147,7 +155,7 @@ func BillOfMaterials(ctx context.Context, root string, r images.Recipe, parts ..
 		fmt.Fprintf(&b, "module %s\n", line)
 	}
 	pkgs, _ := exec.CommandContext(ctx, "dpkg-query", "-W", "-f=${Package} ${Version}\n",
-		"linux-source-6.1", "gcc-aarch64-linux-gnu", "u-boot-qemu", "u-boot-tools").Output()
+		"linux-source-6.1", "gcc-aarch64-linux-gnu", "binutils-aarch64-linux-gnu", "u-boot-qemu", "u-boot-tools", "squashfs-tools").Output()
 	for _, line := range strings.Split(strings.TrimSpace(string(pkgs)), "\n") {
 		if line != "" {
 			fmt.Fprintf(&b, "debian %s\n", line)

@@ -1,8 +1,11 @@
 // Package vm runs the QEMU board the way a test or a developer needs it: a
 // private swtpm for the box's TPM, QEMU with the board's exact device set,
-// the serial console captured line by line, and the front panel read back
-// from its file. Everything it starts ends when the VM is stopped or its
-// context ends.
+// the serial console captured line by line, the front panel read back
+// from its file, a network of the caller's choice (QEMU's user-mode NAT or
+// a tap in a network namespace, see Network), and QEMU's machine protocol
+// for screenshots of the TV and keys on the remote (Screendump, SendKey,
+// QMP). Everything it starts ends when the VM is stopped or its context
+// ends.
 package vm
 
 import (
@@ -35,6 +38,9 @@ type Config struct {
 	Dir string
 	// Console, if set, receives a copy of the serial console as it comes.
 	Console io.Writer
+	// Net is the box's network; nil means no network card. Set
+	// Machine.MAC when several boxes share a network.
+	Net Network
 }
 
 // VM is a running box.
@@ -46,6 +52,8 @@ type VM struct {
 	done    chan struct{} // closed when QEMU has exited and its output is read
 	err     error         // QEMU's exit status, valid after done
 	tmpDir  bool
+	qmp     qmp
+	onExit  []func() // run once QEMU has exited
 
 	mu      sync.Mutex
 	lines   []string
@@ -86,24 +94,46 @@ func Start(ctx context.Context, c Config) (*VM, error) {
 		}
 		m.TPMSocket = sock
 	}
-	qemu := exec.CommandContext(ctx, "qemu-system-aarch64", m.Args()...)
-	qemu.Stdin = nil
-	out, err := qemu.StdoutPipe()
-	if err != nil {
+	m.QMP = filepath.Join(v.private, "qmp")
+	v.qmp.path = m.QMP
+	// From here on a failure also stops what the network and the TPM
+	// started.
+	fail := func(err error) (*VM, error) {
+		v.stopTPM()
+		v.exitHooks()
 		v.cleanup()
 		return nil, err
 	}
+	var files []*os.File
+	if c.Net != nil {
+		netdev, fs, err := c.Net.attach(ctx, v)
+		if err != nil {
+			return fail(err)
+		}
+		m.Netdev, files = netdev, fs
+	}
+	qemu := exec.CommandContext(ctx, "qemu-system-aarch64", m.Args()...)
+	qemu.Stdin = nil
+	qemu.ExtraFiles = files
+	// QEMU holds its own copies once started.
+	defer func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}()
+	out, err := qemu.StdoutPipe()
+	if err != nil {
+		return fail(err)
+	}
 	qemuLog, err := os.Create(filepath.Join(v.dir, "qemu.log"))
 	if err != nil {
-		v.cleanup()
-		return nil, err
+		return fail(err)
 	}
 	qemu.Stderr = qemuLog
 	qemu.WaitDelay = 5 * time.Second
 	if err := qemu.Start(); err != nil {
 		qemuLog.Close()
-		v.cleanup()
-		return nil, fmt.Errorf("start qemu-system-aarch64: %w", err)
+		return fail(fmt.Errorf("start qemu-system-aarch64: %w", err))
 	}
 	v.cmd = qemu
 	go func() {
@@ -123,6 +153,8 @@ func Start(ctx context.Context, c Config) (*VM, error) {
 		v.err = qemu.Wait()
 		qemuLog.Close()
 		v.stopTPM()
+		v.qmp.close()
+		v.exitHooks()
 		close(v.done)
 	}()
 	return v, nil
@@ -163,6 +195,13 @@ func (v *VM) startTPM(ctx context.Context, state string) (string, error) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+func (v *VM) exitHooks() {
+	for _, f := range v.onExit {
+		f()
+	}
+	v.onExit = nil
 }
 
 func (v *VM) stopTPM() {

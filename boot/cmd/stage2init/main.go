@@ -1,8 +1,9 @@
 // Command stage2init is process 1 of the second stage: it mounts the basic
-// filesystems, starts the daemons listed in the image recipe under the
-// supervisor, and once they are healthy marks the slot good and reports
-// "BOOT OK". A trial image that does not become healthy in time reboots the
-// box, which sends it back to the image it trusted before.
+// filesystems, brings the network up with DHCP in the background, starts
+// the daemons listed in the image recipe under the supervisor, and once
+// they are healthy marks the slot good and reports "BOOT OK". A trial
+// image that does not become healthy in time reboots the box, which sends
+// it back to the image it trusted before.
 package main
 
 import (
@@ -12,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,6 +23,7 @@ import (
 
 	"github.com/boxswarm/boxswarm/board"
 	qemuarm64 "github.com/boxswarm/boxswarm/board/qemu-arm64"
+	"github.com/boxswarm/boxswarm/boot/cmd/stage2init/dhcp"
 	bootconsole "github.com/boxswarm/boxswarm/boot/console"
 	"github.com/boxswarm/boxswarm/boot/handoff"
 	"github.com/boxswarm/boxswarm/boot/supervisor"
@@ -32,6 +35,9 @@ import (
 const (
 	okMarker        = "BOOT OK"
 	unhealthyMarker = "BOOT UNHEALTHY: "
+	// networkMarker starts the line printed for each DHCP lease:
+	// "stage2: network eth0 10.0.2.15/24 router 10.0.2.2 dns 10.0.2.3 ...".
+	networkMarker = "stage2: network "
 )
 
 // ConfigPath is where the image baker puts the supervisor configuration.
@@ -58,6 +64,7 @@ func run(ctx context.Context, console io.Writer, log *slog.Logger) error {
 		return err
 	}
 	tuneNetwork(log)
+	startNetwork(ctx, console, log)
 	cmdline, err := os.ReadFile("/proc/cmdline")
 	if err != nil {
 		return err
@@ -136,6 +143,42 @@ func tuneNetwork(log *slog.Logger) {
 		if err := os.WriteFile(f, []byte(udpBufferMax), 0o644); err != nil {
 			log.Warn("socket buffer cap not raised", "file", f, "err", err)
 		}
+	}
+}
+
+// ResolvConf is where the DHCP client puts the name servers; Go's
+// resolver reads it.
+const ResolvConf = "/etc/resolv.conf"
+
+// startNetwork brings the loopback up and keeps every Ethernet interface
+// configured by DHCP in the background: the daemons must cope with a
+// network that comes later or goes away anyway, and a box without a cable
+// still boots.
+func startNetwork(ctx context.Context, console io.Writer, log *slog.Logger) {
+	if err := dhcp.LinkUp("lo"); err != nil {
+		log.Warn("loopback not up", "err", err)
+	}
+	ifcs, err := net.Interfaces()
+	if err != nil {
+		log.Warn("no network", "err", err)
+		return
+	}
+	n := 0
+	for _, ifc := range ifcs {
+		if ifc.Flags&net.FlagLoopback != 0 || len(ifc.HardwareAddr) != 6 {
+			continue
+		}
+		n++
+		c := &dhcp.Client{Interface: ifc.Name, ResolvConf: ResolvConf, Log: log.With("interface", ifc.Name),
+			OnLease: func(l dhcp.Lease) { fmt.Fprintf(console, "%s%s\n", networkMarker, l) }}
+		go func() {
+			if err := c.Run(ctx); err != nil && ctx.Err() == nil {
+				log.Error("network down for good", "interface", ifc.Name, "err", err)
+			}
+		}()
+	}
+	if n == 0 {
+		log.Info("no network interface")
 	}
 }
 

@@ -60,6 +60,7 @@ func main() {
 		{"tpm0", tpm},
 		{"vda", disk},
 		{"drm", drm},
+		{"fbdev", fbdev},
 		{"keyboard", keyboard},
 		{"front-panel", frontPanel},
 		{"mapper-control", mapperControl},
@@ -271,6 +272,28 @@ func drm() (string, error) {
 		return "", fmt.Errorf("%s is driven by %q, want virtio_gpu", path, drv)
 	}
 	return fmt.Sprintf("%s, DRM driver %s %d.%d.%d", path, drv, v.Major, v.Minor, v.Patch), nil
+}
+
+// fbdev checks the frame buffer the DRM driver emulates, which is where
+// Debian's ffmpeg draws (-f fbdev /dev/fb0).
+func fbdev() (string, error) {
+	const path = "/dev/fb0"
+	if err := waitForChar(path); err != nil {
+		return "", err
+	}
+	name, err := os.ReadFile("/sys/class/graphics/fb0/name")
+	if err != nil {
+		return "", err
+	}
+	size, err := os.ReadFile("/sys/class/graphics/fb0/virtual_size")
+	if err != nil {
+		return "", err
+	}
+	n := strings.TrimSpace(string(name))
+	if !strings.Contains(n, "virtio") {
+		return "", fmt.Errorf("%s is %q, want the virtio-gpu DRM driver's emulation", path, n)
+	}
+	return fmt.Sprintf("%s %s %s", path, n, strings.TrimSpace(string(size))), nil
 }
 
 // keyboard finds the virtio keyboard among input devices and asks its evdev
