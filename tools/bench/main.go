@@ -32,7 +32,7 @@ func main() {
 	board := flag.String("board", "qemu-arm64", "board whose boot chain to measure")
 	runs := flag.Int("runs", 5, "runs per measurement (the median is reported)")
 	record := flag.String("record", "", "markdown file whose sections are replaced with the results")
-	only := flag.String("only", "boot,media,scheduler,p2p", "sections to measure: boot, media, scheduler, p2p")
+	only := flag.String("only", "boot,media,scheduler,p2p,customers", "sections to measure: boot, media, scheduler, p2p, customers")
 	schedRuns := flag.Int("scheduler-runs", 3, "runs of the scheduler section (each builds a million-box swarm twice)")
 	p2pRuns := flag.Int("p2p-runs", 3, "runs of the peer transfer section (each moves about 6 GiB over loopback)")
 	hashMiB := flag.Int("hash-mib", 192, "size of the hashing benchmark's component")
@@ -55,6 +55,7 @@ func main() {
 		{"media", "## Media", func() (string, error) { return mediaSection(ctx, root, *runs, *titleMiB) }},
 		{"scheduler", "## Scheduler", func() (string, error) { return schedulerSection(ctx, root, *schedRuns) }},
 		{"p2p", "## Peer transfers", func() (string, error) { return p2pSection(ctx, root, *p2pRuns) }},
+		{"customers", "## Customers, passes and keys", func() (string, error) { return customersSection(ctx, root, *runs) }},
 	}
 	for _, s := range sections {
 		if !slices.Contains(strings.Split(*only, ","), s.name) {
