@@ -176,8 +176,11 @@ func TestSlowReaderDoesNotBlockNotify(t *testing.T) {
 	slow, other := f.newBox(), f.newBox()
 	rb := f.mustDial(&slow.cert)
 	rb.hello(0)
-	big := api.CatalogUpdate{Items: []api.CatalogItem{{Title: media.ID{1}, Name: strings.Repeat("x", 200<<10)}}}
-	for range 100 { // 20 MB: more than the socket buffers hold
+	big := api.CatalogUpdate{}
+	for i := range api.MaxCatalogItems { // about 130 KB
+		big.Items = append(big.Items, api.CatalogItem{Title: media.ID{1, byte(i)}, Name: strings.Repeat("x", 1000)})
+	}
+	for range 150 { // 20 MB: more than the socket buffers hold
 		if _, err := f.h.Queue(slow.id, big); err != nil {
 			t.Fatal(err)
 		}
