@@ -19,11 +19,12 @@ const (
 	MaxReason       = 512
 	MaxActivateCode = 64
 	// MaxCatalogItems bounds a catalog update so that one fits in a frame
-	// (MaxFrame) with every text field at its longest; a bulk update is
-	// sent as several.
-	MaxCatalogItems = 128
+	// (MaxFrame) with every text field at its longest and every character
+	// escaped in JSON; a bulk update is sent as several.
+	MaxCatalogItems = 32
 
-	maxCatalogText = 1000
+	maxCatalogText = 1000 // a title's name
+	maxCatalogTag  = 100  // genre, rating
 	maxPrice       = 64
 )
 
@@ -445,7 +446,6 @@ type CatalogItem struct {
 	Genre    string   `json:"genre,omitempty"`
 	Minutes  int      `json:"minutes,omitempty"`
 	Rating   string   `json:"rating,omitempty"`   // the age rating, such as "PG-13"
-	Manifest []byte   `json:"manifest,omitempty"` // the signed media manifest
 	// PublishAt is when the box may start showing the title; the box
 	// holds items sent ahead of it until then.
 	PublishAt time.Time `json:"publish_at,omitzero"`
@@ -493,8 +493,8 @@ func (c CatalogUpdate) Validate() error {
 		return fmt.Errorf("catalog update: %d items exceeds %d", len(c.Items), MaxCatalogItems)
 	}
 	for _, it := range c.Items {
-		if len(it.Name) > maxCatalogText || len(it.Genre) > maxCatalogText || len(it.Rating) > maxCatalogText {
-			return fmt.Errorf("catalog update: title %s: a text field exceeds %d bytes", it.Title, maxCatalogText)
+		if len(it.Name) > maxCatalogText || len(it.Genre) > maxCatalogTag || len(it.Rating) > maxCatalogTag {
+			return fmt.Errorf("catalog update: title %s: name over %d bytes, or genre or rating over %d", it.Title, maxCatalogText, maxCatalogTag)
 		}
 	}
 	return nil

@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
+
+	"github.com/boxswarm/boxswarm/media"
 )
 
 // allBodies is one of every message type of the protocol.
@@ -64,6 +67,34 @@ func TestReasonFitsReject(t *testing.T) {
 		}
 		if got := m.Body.(Reject).Reason; got != r {
 			t.Errorf("reason came back as %.40q, sent %.40q", got, r)
+		}
+	}
+}
+
+// TestCatalogAndPassBounds: the largest valid catalog update fits a frame,
+// and what exceeds the bounds is refused before it is sent.
+func TestCatalogAndPassBounds(t *testing.T) {
+	// "<" is escaped to six bytes in JSON: the worst case.
+	long, tag := strings.Repeat("<", maxCatalogText), strings.Repeat("<", maxCatalogTag)
+	full := CatalogUpdate{Full: true}
+	for i := range MaxCatalogItems {
+		full.Items = append(full.Items, CatalogItem{Title: media.ID{byte(i), 1}, Name: long, Genre: tag, Rating: tag,
+			Year: 2026, Minutes: 999, PublishAt: time.Now()})
+	}
+	if err := full.Validate(); err != nil {
+		t.Fatalf("largest valid update: %v", err)
+	}
+	if _, err := Encode(1, full); err != nil {
+		t.Fatalf("largest valid update does not fit a frame: %v", err)
+	}
+	for name, b := range map[string]Body{
+		"too many items": CatalogUpdate{Items: append(full.Items, CatalogItem{Title: media.ID{0xFF}})},
+		"long name":      CatalogUpdate{Items: []CatalogItem{{Title: media.ID{1}, Name: long + "x"}}},
+		"long genre":     CatalogUpdate{Items: []CatalogItem{{Title: media.ID{1}, Genre: tag + "x"}}},
+		"long price":     PassRequest{Title: media.ID{1}, Confirm: true, Price: strings.Repeat("9", maxPrice+1)},
+	} {
+		if err := b.Validate(); err == nil {
+			t.Errorf("%s: accepted", name)
 		}
 	}
 }

@@ -347,14 +347,9 @@ func refusalReason(err error) string {
 	return s
 }
 
-// Catalog returns the published items without their manifests: the
-// player reads those from the store, and they can be large.
+// Catalog returns the items published by now.
 func (b *box) Catalog(context.Context) ([]api.CatalogItem, error) {
-	items, err := b.state.Catalog(time.Now())
-	for i := range items {
-		items[i].Manifest = nil
-	}
-	return items, err
+	return b.state.Catalog(time.Now())
 }
 
 func (b *box) List(context.Context) (api.PriorityList, error) { return b.state.List() }
