@@ -49,7 +49,7 @@ func (v *Vault) Release(ctx context.Context, box api.BoxID, boxKey ed25519.Publi
 	if err != nil {
 		e.Outcome = outcomeOf(err)
 		v.log.Warn("key release refused", "box", box, "title", e.Title, "pass", e.Pass, "outcome", e.Outcome, "err", err)
-		if lerr := v.db.Update(func(tx *bolt.Tx) error { return appendLog(tx, &e) }); lerr != nil {
+		if lerr := v.commit.update(func(tx *bolt.Tx) error { return appendLog(tx, &e) }); lerr != nil {
 			v.log.Error("release log", "box", box, "err", lerr)
 			err = fmt.Errorf("%w (and the release log failed: %v)", err, lerr)
 		}
@@ -115,7 +115,10 @@ func (v *Vault) release(e *LogEntry, box api.BoxID, boxKey ed25519.PublicKey, ra
 		return nil, err
 	}
 	e.Outcome, e.KeyExpires = Released, expires
-	err = v.db.Update(func(tx *bolt.Tx) error {
+	// The replay check and the mark are one transaction, shared with
+	// concurrent releases (committer): this function may run again after
+	// a rollback, and sets afresh all it changes outside tx (e.Seq).
+	err = v.commit.update(func(tx *bolt.Tx) error {
 		nonces := tx.Bucket(bucketNonces)
 		if nonces.Get(p.ID[:]) != nil {
 			return fmt.Errorf("pass %s from box %s: %w", p.ID, box, ErrReplayed)

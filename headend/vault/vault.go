@@ -19,10 +19,12 @@
 //     the box that presents it by both ID and identity key, has not been
 //     used before, and is for a title the vault holds. Each refusal has
 //     its own error (see Release).
-//   - A pass is good for one release: its ID is written in the same
-//     transaction as the release's log entry, before the wrapped key is
-//     returned, and kept until the pass expires (and then pruned), across
-//     restarts.
+//   - A pass is good for one release: it is checked as unused and its ID
+//     written in the same transaction as the release's log entry, which
+//     is committed to disk before the wrapped key is returned, and kept
+//     until the pass expires (and then pruned), across restarts.
+//     Concurrent releases share commits (group commit, commit.go), each
+//     with the outcome it would have had alone.
 //   - A released key is wrapped to the box's identity key (package
 //     keywrap) and expires at the end of the play window or after
 //     MaxKeyLifetime, whichever is first.
@@ -122,6 +124,7 @@ type Config struct {
 // Vault is an open key vault. It is safe for concurrent use.
 type Vault struct {
 	db         *bolt.DB
+	commit     committer   // releases and the release log, on db
 	sealer     cipher.AEAD // under the data key
 	passKeys   []ed25519.PublicKey
 	now        func() time.Time
@@ -174,6 +177,7 @@ func Open(ctx context.Context, cfg Config) (*Vault, error) {
 		return nil, fmt.Errorf("key vault %s: %w", cfg.Path, err)
 	}
 	v.db = db
+	v.commit.db = db
 	if err := v.init(ctx, cfg.MasterKey); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("key vault %s: %w", cfg.Path, err)

@@ -13,7 +13,7 @@ import (
 )
 
 // Genre menu caching. customers.Genres reads every title a viewer may see
-// (one scan: about 75 ms for 15,000 titles on bbolt, 8 ms on PostgreSQL),
+// (for 15,000 titles, about 8 ms on PostgreSQL, 0.4 ms on bbolt),
 // and the menu is on every catalog page.
 // So each menu is kept for genreTTL, keyed by what it depends on: the
 // account's catalogs and region. The first viewer of a selection waits for

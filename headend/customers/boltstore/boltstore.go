@@ -5,10 +5,15 @@
 // transaction, so Updates are serial and all or nothing, and a View is one
 // read transaction, a snapshot Updates do not disturb. Records are JSON
 // after a record version byte; decoding refuses anything else (ErrCorrupt).
-// Search reads every title and filters with customers.Search, the
-// reference the PostgreSQL backend is held to, and Genres reads every
-// title once: fine for a catalog of tens of thousands of titles on one
-// machine. Lookups by a key no record can have (not valid text, or longer
+// SearchTitles and Genres answer from an index of every title kept
+// decoded in memory (index.go), built at the first search and kept in step
+// by the store's own Updates after they commit, with each title's search
+// keys folded once and the titles sorted in each search order; it answers
+// as customers.Search, the reference the PostgreSQL backend is held to,
+// does. It holds the whole catalog: fine for tens of thousands of titles
+// on one machine. A title written to the file other than through Update
+// (another program, while the store is closed) is seen from the next Open.
+// Lookups by a key no record can have (not valid text, or longer
 // than customers.MaxKeyLen) find nothing without reading, so that a NUL
 // in a key cannot reach into the NUL-separated index keys.
 //
@@ -46,6 +51,7 @@ import (
 
 	"github.com/boxswarm/boxswarm/headend/customers"
 	"github.com/boxswarm/boxswarm/internal/boltfile"
+	"github.com/boxswarm/boxswarm/media"
 )
 
 // formatVersion is the file's layout. A build refuses a file with a later
@@ -99,6 +105,10 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 type Store struct {
 	db    *bolt.DB
 	close func() error
+	// wmu orders Updates with their index changes: an Update commits and
+	// applies its titles before the next one starts.
+	wmu    sync.Mutex
+	titles titleIndex
 }
 
 var _ customers.Store = (*Store)(nil)
@@ -115,7 +125,12 @@ func Open(path string, opts ...Option) (*Store, error) {
 		return nil, fmt.Errorf("boltstore: %w", err)
 	}
 	o.log.Info("customer store open", "path", path, "created", created)
-	return &Store{db: db, close: sync.OnceValue(db.Close)}, nil
+	s := &Store{db: db}
+	s.close = sync.OnceValue(func() error {
+		s.titles.close()
+		return db.Close()
+	})
+	return s, nil
 }
 
 // Close closes the file. Calling it again does nothing.
@@ -138,7 +153,10 @@ func (s *Store) Update(ctx context.Context, fn func(customers.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return s.db.Update(func(btx *bolt.Tx) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	var titles map[media.ID]customers.Title
+	err := s.db.Update(func(btx *bolt.Tx) error {
 		t := &tx{btx: btx, write: true}
 		defer func() { t.done = true }()
 		if err := fn(t); err != nil {
@@ -147,74 +165,34 @@ func (s *Store) Update(ctx context.Context, fn func(customers.Tx) error) error {
 		if t.spoiled != nil {
 			return fmt.Errorf("boltstore: update not stored: a write failed: %w", t.spoiled)
 		}
+		titles = t.titles
 		return ctx.Err()
 	})
+	if err != nil {
+		return err // rolled back: the index stays as the file is
+	}
+	s.titles.apply(titles)
+	return nil
 }
 
-// SearchTitles reads every title and answers with customers.Search.
+// SearchTitles answers from the title index.
 func (s *Store) SearchTitles(ctx context.Context, q customers.TitleQuery) (customers.Page, error) {
-	var all []customers.Title
-	err := s.eachTitle(ctx, func(k, v []byte) error {
-		var t customers.Title
-		if err := decode(v, &t); err != nil {
-			return fmt.Errorf("boltstore: title %x: %w", k, err)
-		}
-		if q.Visible(t) { // the cheap filters first: fewer titles to sort
-			all = append(all, t)
-		}
-		return nil
-	})
-	if err != nil {
+	if err := ctx.Err(); err != nil {
 		return customers.Page{}, err
 	}
-	return customers.Search(q, all), nil
+	if err := s.titles.load(ctx, s.db); err != nil {
+		return customers.Page{}, err
+	}
+	return s.titles.search(q)
 }
 
-// Genres reads every title once and collects the visible ones' genres.
-// It decodes only the fields it needs: half the time of decoding whole
-// titles.
+// Genres collects the visible titles' genres from the title index.
 func (s *Store) Genres(ctx context.Context, q customers.TitleQuery) ([]string, error) {
-	var g customers.GenreSet
-	err := s.eachTitle(ctx, func(k, v []byte) error {
-		var t struct {
-			Catalog   customers.CatalogID
-			Genre     string
-			Regions   []string
-			PublishAt time.Time
-		}
-		if err := decodePart(v, &t); err != nil {
-			return fmt.Errorf("boltstore: title %x: %w", k, err)
-		}
-		if q.Visible(customers.Title{Catalog: t.Catalog, Regions: t.Regions, PublishAt: t.PublishAt}) {
-			g.Add(t.Genre)
-		}
-		return nil
-	})
-	if err != nil {
+	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	return g.List(), nil
-}
-
-// eachTitle calls fn with the key and value of every title, in one read
-// transaction, until fn fails or ctx is done.
-func (s *Store) eachTitle(ctx context.Context, fn func(k, v []byte) error) error {
-	if err := ctx.Err(); err != nil {
-		return err
+	if err := s.titles.load(ctx, s.db); err != nil {
+		return nil, err
 	}
-	return s.db.View(func(btx *bolt.Tx) error {
-		c := btx.Bucket(bTitles).Cursor()
-		n := 0
-		for k, v := c.First(); k != nil; k, v = c.Next() {
-			if n++; n%256 == 0 {
-				if err := ctx.Err(); err != nil {
-					return err
-				}
-			}
-			if err := fn(k, v); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	return s.titles.genres(q)
 }

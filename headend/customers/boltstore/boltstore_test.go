@@ -17,7 +17,10 @@ import (
 	"github.com/boxswarm/boxswarm/internal/boltfile"
 )
 
-var quiet = WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))
+var (
+	quietLog = slog.New(slog.NewTextHandler(io.Discard, nil))
+	quiet    = WithLogger(quietLog)
+)
 
 // backend gives each test a new file; reopening opens the same file.
 func backend(tb testing.TB) func(testing.TB) customers.Store {
@@ -114,15 +117,16 @@ func TestCorruptRecord(t *testing.T) {
 	s.Close()
 }
 
-// TestCorruptTitle checks that search and genres, which decode titles
-// differently, both report a damaged one.
+// TestCorruptTitle checks that search and genres report a damaged title.
+// The title index is built from the file at the first search after Open,
+// so the damage is done with the store closed, as another program would.
 func TestCorruptTitle(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "customers.db")
 	s, err := Open(path, quiet)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	defer func() { s.Close() }()
 	ctx := context.Background()
 	ti := storetest.SampleTitle(1, "studio")
 	if err := s.Update(ctx, func(tx customers.Tx) error { return tx.PutTitle(ti) }); err != nil {
@@ -133,14 +137,33 @@ func TestCorruptTitle(t *testing.T) {
 		t.Fatalf("genres of the sound title: %q, %v", g, err)
 	}
 	for _, bad := range [][]byte{nil, {recordVersion + 1, '{', '}'}, {recordVersion, '{'}, {recordVersion, '{', '"', 'G', 'e', 'n', 'r', 'e', '"', ':', '1', '}'}} {
-		if err := s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bTitles).Put(ti.Media[:], bad) }); err != nil {
+		s.Close()
+		db, err := bolt.Open(path, 0o600, nil)
+		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := s.SearchTitles(ctx, q); !errors.Is(err, ErrCorrupt) {
-			t.Errorf("search over %q: %v, want ErrCorrupt", bad, err)
+		if err := db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bTitles).Put(ti.Media[:], bad) }); err != nil {
+			t.Fatal(err)
 		}
-		if _, err := s.Genres(ctx, q); !errors.Is(err, ErrCorrupt) {
-			t.Errorf("genres over %q: %v, want ErrCorrupt", bad, err)
+		db.Close()
+		if s, err = Open(path, quiet); err != nil {
+			t.Fatal(err)
 		}
+		// Twice: a failed build must not leave an index behind.
+		for range 2 {
+			if _, err := s.SearchTitles(ctx, q); !errors.Is(err, ErrCorrupt) {
+				t.Errorf("search over %q: %v, want ErrCorrupt", bad, err)
+			}
+			if _, err := s.Genres(ctx, q); !errors.Is(err, ErrCorrupt) {
+				t.Errorf("genres over %q: %v, want ErrCorrupt", bad, err)
+			}
+		}
+	}
+	// Putting the title again through the store mends it.
+	if err := s.Update(ctx, func(tx customers.Tx) error { return tx.PutTitle(ti) }); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := s.SearchTitles(ctx, q); err != nil || p.Total != 1 {
+		t.Errorf("search after the title was put again: %d titles, %v", p.Total, err)
 	}
 }

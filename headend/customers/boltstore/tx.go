@@ -43,17 +43,6 @@ func decode(b []byte, v any) error {
 	return nil
 }
 
-// decodePart decodes some of a record's fields into v, ignoring the rest.
-func decodePart(b []byte, v any) error {
-	if len(b) < 1 || b[0] != recordVersion {
-		return fmt.Errorf("%w: record version %v", ErrCorrupt, b[:min(len(b), 1)])
-	}
-	if err := json.Unmarshal(b[1:], v); err != nil {
-		return fmt.Errorf("%w: %v", ErrCorrupt, err)
-	}
-	return nil
-}
-
 // tm is a time as stored.
 func tm(t time.Time) time.Time { return customers.StoreTime(t) }
 
@@ -80,6 +69,9 @@ type tx struct {
 	write   bool
 	done    bool
 	spoiled error // the first write that failed: the Update will not commit
+	// titles are the titles written, as a read of the file will decode
+	// them, for the title index once the Update has committed.
+	titles map[media.ID]customers.Title
 }
 
 var _ customers.Tx = (*tx)(nil)
@@ -532,7 +524,27 @@ func (t *tx) PutTitle(ti customers.Title) error {
 		return t.spoil(err)
 	}
 	ti.PublishAt = tm(ti.PublishAt)
-	return t.spoil(t.put(bTitles, ti.Media[:], ti))
+	return t.spoil(t.putTitle(ti))
+}
+
+func (t *tx) putTitle(ti customers.Title) error {
+	b, err := encode(ti)
+	if err != nil {
+		return err
+	}
+	// The index holds what a read would return, not what was given.
+	var back customers.Title
+	if err := decode(b, &back); err != nil {
+		return fmt.Errorf("boltstore: title %s does not read back: %w", ti.Media, err)
+	}
+	if err := t.btx.Bucket(bTitles).Put(ti.Media[:], b); err != nil {
+		return err
+	}
+	if t.titles == nil {
+		t.titles = map[media.ID]customers.Title{}
+	}
+	t.titles[ti.Media] = back
+	return nil
 }
 
 // --- Lists ------------------------------------------------------------------
