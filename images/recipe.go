@@ -37,7 +37,36 @@ type Recipe struct {
 	// RootFS is the second stage's optional root filesystem.
 	RootFS *RootFS `json:"rootfs,omitempty"`
 	Disk   Disk    `json:"disk"`
+	// Box is the operator's configuration the baker writes into the
+	// second stage (images/boxconfig); nil: none.
+	Box *Box `json:"box,omitempty"`
 }
+
+// Box is how the box finds and trusts its head-end: operator facts the
+// manufacturer bakes into the signed second stage as boxconfig.Path, with
+// the keys and the CA certificate next to it in /etc/boxswarm, so the
+// image's signature covers them.
+type Box struct {
+	// HeadEnd is the gateway's address as the box reaches it, host:port
+	// (10.0.2.2 is the host, seen through QEMU's user networking).
+	HeadEnd string `json:"headend"`
+	// HeadEndData is the data folder of the head-end the boxes belong to
+	// (headend serve -data), relative to the repository root: the baker
+	// takes ca/ca.crt, scheduler.pub and media.pub from it. A head-end
+	// makes these on its first start, so an image for a running head-end
+	// is baked with tools/bake -headend-data DIR. Empty: development
+	// stand-ins made once in the key folder (headend/), which no real
+	// head-end matches: such a box shows its activation screen but never
+	// activates.
+	HeadEndData string `json:"headend_data,omitempty"`
+}
+
+// Files in Box.HeadEndData, as headend serve lays them out.
+const (
+	HeadEndCAFile           = "ca/ca.crt"
+	HeadEndSchedulerKeyFile = "scheduler.pub"
+	HeadEndMediaKeyFile     = "media.pub"
+)
 
 // RootFS is a read-only squashfs image signed into the slot and mounted
 // through dm-verity: stage one never reads it, the kernel checks every
@@ -87,6 +116,10 @@ type Stage2 struct {
 	Cmdline string `json:"cmdline"`
 	// Supervisor lists the daemons process 1 keeps running.
 	Supervisor supervisor.Config `json:"supervisor"`
+	// BuildEnv adds environment variables to the build of some programs,
+	// keyed by package: GOEXPERIMENT=runtimesecret for the player, so
+	// that key material is erased from registers and stacks.
+	BuildEnv map[string][]string `json:"build_env,omitempty"`
 }
 
 // Disk is the partition layout, sizes in MiB; the data partition takes the
@@ -140,6 +173,16 @@ func (r Recipe) Check() error {
 		need(isPackage(p), "stage2 program %q is not a ./ package path", p)
 		need(!names[ProgramName(p)], "two stage2 programs are named %q", ProgramName(p))
 		names[ProgramName(p)] = true
+	}
+	for pkg, env := range r.Stage2.BuildEnv {
+		need(slices.Contains(r.Stage2.Programs, pkg), "stage2.build_env names %q, which is not one of the stage2 programs", pkg)
+		for _, kv := range env {
+			need(strings.Contains(kv, "=") && !strings.HasPrefix(kv, "GOARCH=") && !strings.HasPrefix(kv, "GOOS="),
+				"stage2.build_env %q for %s: want NAME=value, and not GOARCH or GOOS", kv, pkg)
+		}
+	}
+	if b := r.Box; b != nil {
+		need(b.HeadEnd != "" && strings.Contains(b.HeadEnd, ":"), "box.headend %q is not host:port", b.HeadEnd)
 	}
 	for _, d := range r.Stage2.Supervisor.Daemons {
 		need(strings.HasPrefix(d.Path, "/bin/") && names[strings.TrimPrefix(d.Path, "/bin/")],

@@ -14,7 +14,7 @@ packages=(
 	# Go with cgo (the TPM simulator in unit tests)
 	gcc libc6-dev ca-certificates curl unzip
 	# cross-checks in tests: dm-verity, partition tables, root filesystems
-	cryptsetup-bin fdisk gdisk squashfs-tools openssl
+	cryptsetup-bin fdisk gdisk squashfs-tools openssl e2fsprogs
 	# media: making test clips and decoding what the player outputs
 	ffmpeg
 	# peer transfers through real NAT: network namespaces, veth pairs, MASQUERADE

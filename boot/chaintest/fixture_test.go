@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -95,8 +96,9 @@ func signerV(root ed25519.PrivateKey, version uint32) firmware.Signer {
 	return firmware.Signer{Key: priv, Certificate: firmware.Certify(root, firmware.Certificate{KeyVersion: version, PublicKey: pub})}
 }
 
-// unhealthyStage2 is a second stage whose daemon never reports ready, with
-// a short health timeout.
+// unhealthyStage2 is a second stage whose only daemon, the placeholder
+// told never to report ready, keeps the box from ever becoming healthy,
+// with a short health timeout.
 func (f *fixture) unhealthyStage2(t *testing.T) string {
 	t.Helper()
 	f.mu.Lock()
@@ -105,8 +107,8 @@ func (f *fixture) unhealthyStage2(t *testing.T) string {
 		return p
 	}
 	r := f.art.Recipe
-	r.Stage2.Supervisor.Daemons = append([]supervisor.Daemon(nil), r.Stage2.Supervisor.Daemons...)
-	r.Stage2.Supervisor.Daemons[0].Args = []string{"-never-ready"}
+	r.Stage2.Programs = append(slices.Clip(r.Stage2.Programs), "./boot/cmd/placeholderd")
+	r.Stage2.Supervisor.Daemons = []supervisor.Daemon{{Name: "placeholder", Path: "/bin/placeholderd", Args: []string{"-never-ready"}}}
 	r.Stage2.Supervisor.HealthTimeout = supervisor.Duration(5 * time.Second)
 	p := filepath.Join(f.variants, "stage2-unhealthy.cpio")
 	if err := bake.Stage2(context.Background(), f.repo, r, p); err != nil {

@@ -89,6 +89,10 @@ func Bake(ctx context.Context, o Options) (Artifacts, error) {
 	if err := os.MkdirAll(o.Out, 0o755); err != nil {
 		return Artifacts{}, err
 	}
+	var err error
+	if o.Recipe, err = ResolveBox(o.Recipe, o.Root, o.Keys.Dir); err != nil {
+		return Artifacts{}, err
+	}
 	a := Artifacts{
 		Kernel:   filepath.Join(o.Out, KernelFile),
 		Stage1:   filepath.Join(o.Out, Stage1File),
@@ -183,7 +187,10 @@ func Bake(ctx context.Context, o Options) (Artifacts, error) {
 		if err != nil {
 			return err
 		}
-		return WriteDisk(a.Disk, r.Disk, img, nil, FactoryState())
+		if err := WriteDisk(a.Disk, r.Disk, img, nil, FactoryState()); err != nil {
+			return err
+		}
+		return FormatData(ctx, a.Disk, r.Disk)
 	}); err != nil {
 		return Artifacts{}, err
 	}

@@ -70,8 +70,9 @@ func Stage1(ctx context.Context, root string, r images.Recipe, facts bootrom.Fac
 }
 
 // Stage2 builds the second-stage initramfs: process 1, the programs under
-// /bin, the supervisor's configuration and, when the recipe has a root
-// filesystem, the links into it (RootFSLinks).
+// /bin, the supervisor's configuration, the box configuration when the
+// recipe has one (its head-end data folder resolved, see ResolveBox) and,
+// when the recipe has a root filesystem, the links into it (RootFSLinks).
 func Stage2(ctx context.Context, root string, r images.Recipe, out string) error {
 	bin, err := os.MkdirTemp("", "stage2-bin-")
 	if err != nil {
@@ -83,6 +84,7 @@ func Stage2(ctx context.Context, root string, r images.Recipe, out string) error
 		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w -buildid=", "-o", dst, pkg)
 		cmd.Dir = root
 		cmd.Env = append(os.Environ(), "GOARCH="+r.GOARCH(), "GOOS=linux", "CGO_ENABLED=0")
+		cmd.Env = append(cmd.Env, r.Stage2.BuildEnv[pkg]...)
 		if b, err := cmd.CombinedOutput(); err != nil {
 			return nil, fmt.Errorf("go build %s: %w\n%s", pkg, err, b)
 		}
@@ -105,6 +107,13 @@ func Stage2(ctx context.Context, root string, r images.Recipe, out string) error
 		cpio.CharDev("dev/console", 0o600, 5, 1),
 		cpio.StaticFile("init", string(initBin), 0o755),
 		cpio.StaticFile("etc/supervisor.json", string(cfg)+"\n", 0o644),
+	}
+	if r.Box != nil {
+		box, err := boxRecords(r.Box)
+		if err != nil {
+			return err
+		}
+		recs = append(recs, box...)
 	}
 	if r.RootFS != nil {
 		for _, name := range slices.Sorted(maps.Keys(RootFSLinks)) {

@@ -108,6 +108,12 @@ type Options struct {
 	// Ready is called once the daemon is up, with the box's ID and its
 	// piece address ("none" without a piece service).
 	Ready func(box api.BoxID, pieceAddr string)
+	// Listening, if set, is called once, as soon as the local API and the
+	// store socket listen (boxes with Local or StoreSocket): before the
+	// activation a box without a certificate waits for, so that a box on
+	// its first boot counts as healthy while the viewer types the code.
+	// A daemon without local services calls it just before Ready.
+	Listening func()
 }
 
 // ErrOptions is returned by Run for options that are missing or wrong.
@@ -207,6 +213,14 @@ func Run(ctx context.Context, o Options, log *slog.Logger) error {
 			return err
 		}
 		defer stop()
+	}
+	listening := sync.OnceFunc(func() {
+		if o.Listening != nil {
+			o.Listening()
+		}
+	})
+	if o.Local != "" || o.StoreSocket != "" {
+		listening()
 	}
 	id, err := identity(ctx, o, roots, log, bx)
 	if err != nil {
@@ -334,6 +348,7 @@ func Run(ctx context.Context, o Options, log *slog.Logger) error {
 	if lis != nil {
 		addr = lis.Addr().String()
 	}
+	listening() // once: a no-op for a box whose local services listen
 	if o.Ready != nil {
 		o.Ready(box, addr)
 	}

@@ -67,7 +67,15 @@ func probeDisk(t *testing.T, a bake.Artifacts, args ...string) string {
 	defer cancel()
 	r := a.Recipe
 	r.Stage2.Programs = append(append([]string(nil), r.Stage2.Programs...), probePkg)
-	r.Stage2.Supervisor.Daemons = append(append([]supervisor.Daemon(nil), r.Stage2.Supervisor.Daemons...),
+	// The probe needs the display and the keyboard to itself: the player
+	// daemon, which takes both, does not run beside it.
+	var daemons []supervisor.Daemon
+	for _, d := range r.Stage2.Supervisor.Daemons {
+		if d.Name != "playerd" {
+			daemons = append(daemons, d)
+		}
+	}
+	r.Stage2.Supervisor.Daemons = append(daemons,
 		supervisor.Daemon{Name: probeName, Path: "/bin/" + images.ProgramName(probePkg), Args: args})
 	if err := r.Check(); err != nil {
 		t.Fatal(err)

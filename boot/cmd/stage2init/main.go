@@ -79,6 +79,12 @@ func run(ctx context.Context, console io.Writer, log *slog.Logger) error {
 			return fmt.Errorf("root filesystem: %w", err)
 		}
 	}
+	dctx, dcancel := context.WithTimeout(ctx, 10*time.Second)
+	err = mountData(dctx, console, log)
+	dcancel()
+	if err != nil {
+		return fmt.Errorf("data partition: %w", err)
+	}
 	cfg, err := supervisor.LoadConfig(ConfigPath)
 	if err != nil {
 		return err

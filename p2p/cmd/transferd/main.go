@@ -10,6 +10,13 @@
 //	    [-local /run/boxswarm/transferd.sock] [-store-socket /run/boxswarm/store.sock] \
 //	    [-transport webrtc|tcp] [-listen 127.0.0.1:0] [-up-kbps N] [-down-kbps N]
 //	transferd -server -cluster noc-1 -ingest pkgs/<id> ... (same flags)
+//	transferd -config /etc/boxswarm/box.json -store /data/... (on a box)
+//
+// On a box, -config reads the head-end's address, CA and keys from the
+// configuration baked into the signed image (images/boxconfig); flags
+// given as well win. transferd reports ready to the second stage's
+// supervisor (boot/supervisor) once its local API listens, before the
+// activation it may wait for, so a box's first boot counts as healthy.
 //
 // Pieces travel over WebRTC data channels by default, through home NATs,
 // with the head-end's STUN/TURN service and the scheduler relaying the
@@ -60,6 +67,8 @@ import (
 	"syscall"
 
 	"github.com/boxswarm/boxswarm/api"
+	"github.com/boxswarm/boxswarm/boot/supervisor"
+	"github.com/boxswarm/boxswarm/images/boxconfig"
 	"github.com/boxswarm/boxswarm/p2p/agent"
 	"github.com/boxswarm/boxswarm/p2p/daemon"
 )
@@ -116,12 +125,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.Cluster, "cluster", "", "media server cluster (with -server)")
 	fs.Var(&ingest, "ingest", "package folder to ingest at start (with -server; repeatable)")
 	fs.BoolVar(&verbose, "v", false, "debug logging")
+	config := fs.String("config", "", "the box configuration baked into the image ("+boxconfig.Path+"): -headend, -ca, -media-key and -scheduler-key, unless given as flags")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "transferd: unexpected arguments %q\n", fs.Args())
 		return 2
+	}
+	if *config != "" {
+		if err := boxconfig.ApplyFlags(fs, *config); err != nil {
+			fmt.Fprintf(stderr, "transferd: %v\n", err)
+			return 2
+		}
 	}
 	o.MediaKeys, o.Ingest = mediaKeys, ingest
 	o.Ready = func(box api.BoxID, addr string) { fmt.Fprintf(stdout, "transferd: box %s pieces %s\n", box, addr) }
@@ -130,6 +146,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	// The second stage's supervisor counts the box healthy once the
+	// player can reach transferd, even before activation; outside a
+	// supervisor this does nothing.
+	o.Listening = func() {
+		if err := supervisor.NotifyReady(); err != nil {
+			log.Error("report ready to the supervisor", "err", err)
+		}
+	}
 	if err := daemon.Run(ctx, o, log); err != nil {
 		log.Error("transferd stopped", "err", err)
 		if errors.Is(err, daemon.ErrOptions) {

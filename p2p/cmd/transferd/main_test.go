@@ -8,12 +8,14 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -327,8 +329,33 @@ func TestActivateFromTV(t *testing.T) {
 	runDir := t.TempDir()
 	sock := filepath.Join(runDir, "run", "transferd.sock")
 	d := newDaemon(t, he, "", mediaKey, schedKey, "-local", sock, "-store-socket", filepath.Join(runDir, "run", "store.sock"))
-	// No -activate at all: the code comes through the local API.
+	// No -activate at all: the code comes through the local API. And the
+	// head-end's address and keys come from the box configuration, as on
+	// a box.
 	d.args = slices.DeleteFunc(d.args, func(a string) bool { return a == "-activate" || a == "" })
+	cfg := filepath.Join(runDir, "box.json")
+	js := fmt.Sprintf(`{"headend": %q, "ca": %q, "media_keys": [%q], "scheduler_key": %q}`, he.addr, he.caFile, mediaKey, schedKey)
+	if err := os.WriteFile(cfg, []byte(js), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"-headend", "-ca", "-media-key", "-scheduler-key"} {
+		i := slices.Index(d.args, f)
+		d.args = slices.Delete(d.args, i, i+2)
+	}
+	d.args = append(d.args, "-config", cfg)
+	// The supervisor's ready pipe: transferd must report ready before
+	// the box is activated, or a first boot would never be healthy.
+	readyR, readyW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer readyR.Close()
+	fd, err := syscall.Dup(int(readyW.Fd())) // NotifyReady closes its descriptor
+	if err != nil {
+		t.Fatal(err)
+	}
+	readyW.Close()
+	t.Setenv("BOXSWARM_READY_FD", fmt.Sprint(fd))
 	ctx, cancel := context.WithCancel(context.Background())
 	code, stdout := make(chan int, 1), &lineBuffer{}
 	go func() { code <- run(ctx, d.args, stdout, &lineBuffer{}) }()
@@ -349,6 +376,10 @@ func TestActivateFromTV(t *testing.T) {
 	}
 	if !st.NeedsCode || st.Activated || st.StoreSocket == "" {
 		t.Fatalf("status without a certificate: %+v", st)
+	}
+	readyR.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if b, err := io.ReadAll(readyR); string(b) != "READY\n" {
+		t.Fatalf("the supervisor's ready pipe got %q (%v) before activation, want READY", b, err)
 	}
 	if err := c.Activate(t.Context(), "code-wrong"); !errors.Is(err, local.ErrRefused) {
 		t.Fatalf("wrong code: %v", err)

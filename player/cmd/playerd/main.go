@@ -8,7 +8,10 @@
 //	    (-identity-pem /data/box.key | -identity /data/identity [-tpm auto|none|PATH]) \
 //	    [-video-out "-pix_fmt bgra -f fbdev /dev/fb0"] [-audio-out ARGS] [-report-framemd5 PATH] \
 //	    [-card /dev/dri/card0] [-fb /dev/fb0] [-size 1280x720] [-no-display] \
-//	    [-input /dev/input/event0] [-no-input] [-signup-url URL]
+//	    [-input /dev/input/event0] [-no-input] [-signup-url URL] [-config /etc/boxswarm/box.json]
+//
+// -config takes the media keys from the box configuration baked into the
+// signed image (images/boxconfig) when no -media-key is given.
 //
 // The identity key: -identity-pem reads the PKCS #8 PEM key the transfer
 // daemon keeps today (its -key); -identity reads the box identity sealed
@@ -51,6 +54,7 @@ import (
 	"github.com/boxswarm/boxswarm/board/remote"
 	"github.com/boxswarm/boxswarm/boot/supervisor"
 	"github.com/boxswarm/boxswarm/firmware/keyfile"
+	"github.com/boxswarm/boxswarm/images/boxconfig"
 	"github.com/boxswarm/boxswarm/player/daemon"
 )
 
@@ -106,8 +110,15 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.DurationVar(&c.serviceAfter, "service-after", time.Minute, "how long the transfer daemon may stay unreachable before the service screen shows")
 	fs.DurationVar(&c.devWait, "device-wait", 10*time.Second, "how long the start waits for the display and remote")
 	fs.BoolVar(&c.verbose, "v", false, "debug logging")
+	config := fs.String("config", "", "the box configuration baked into the image ("+boxconfig.Path+"): -media-key, unless given as a flag")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if *config != "" {
+		if err := boxconfig.ApplyFlags(fs, *config); err != nil {
+			fmt.Fprintf(stderr, "playerd: %v\n", err)
+			return 2
+		}
 	}
 	level := slog.LevelInfo
 	if c.verbose {

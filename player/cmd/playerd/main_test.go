@@ -33,6 +33,14 @@ func TestFlags(t *testing.T) {
 		t.Fatal(err)
 	}
 	base := []string{"-local", filepath.Join(dir, "none.sock"), "-no-display", "-no-input"}
+	boxConfig := filepath.Join(dir, "box.json")
+	if err := os.WriteFile(boxConfig, []byte(`{"headend": "h:1", "ca": "ca.crt", "media_keys": ["`+mediaKey+`"], "scheduler_key": "s.pub"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	badConfig := filepath.Join(dir, "bad.json")
+	if err := os.WriteFile(badConfig, []byte(`{"headend": "h:1", "ca": "ca.crt", "media_keys": ["`+idKey+`"], "scheduler_key": "s.pub"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name string
 		args []string
@@ -46,6 +54,10 @@ func TestFlags(t *testing.T) {
 		{"bad size", []string{"-media-key", mediaKey, "-identity-pem", idKey, "-size", "big"}, 2, "-size"},
 		{"missing TPM", []string{"-media-key", mediaKey, "-identity", idKey, "-tpm", filepath.Join(dir, "tpm0")}, 2, "-tpm"},
 		{"extra argument", []string{"-media-key", mediaKey, "-identity-pem", idKey, "more"}, 2, "unexpected arguments"},
+		{"media key from the box configuration", []string{"-config", boxConfig, "-identity-pem", idKey}, 0, "player daemon stopped"},
+		{"a flag wins over the configuration", []string{"-config", badConfig, "-media-key", mediaKey, "-identity-pem", idKey}, 0, "player daemon stopped"},
+		{"bad key in the configuration", []string{"-config", badConfig, "-identity-pem", idKey}, 2, "media key"},
+		{"missing configuration", []string{"-config", filepath.Join(dir, "none.json"), "-identity-pem", idKey}, 2, "box configuration"},
 		// Runs until its context ends: here at once.
 		{"runs", []string{"-media-key", mediaKey, "-identity-pem", idKey, "-report-framemd5", filepath.Join(dir, "f.md5")}, 0, "player daemon stopped"},
 	} {
