@@ -28,6 +28,10 @@ type Machine struct {
 	// PanelPath receives what the box writes to its front-panel display
 	// (a virtio serial port named "front-panel").
 	PanelPath string
+	// ReportPath, if set, receives what the box writes to a virtio serial
+	// port named "report": measurements a test takes out of the guest,
+	// such as the decoder's frame hashes. Boxes in the field have none.
+	ReportPath string
 	// BIOS, DTB and FIT are the ROM stand-in: U-Boot, its control device
 	// tree holding the public key, and the signed FIT it boots.
 	BIOS, DTB, FIT string
@@ -101,6 +105,11 @@ func (m Machine) Args() []string {
 		"-device", "virtio-serial-pci",
 		"-chardev", panel+",id=panel",
 		"-device", "virtserialport,chardev=panel,name=front-panel")
+	if m.ReportPath != "" {
+		a = append(a,
+			"-chardev", "file,path="+optEscape(m.ReportPath)+",id=report",
+			"-device", "virtserialport,chardev=report,name=report")
+	}
 	if m.TPMSocket != "" {
 		a = append(a,
 			"-chardev", "socket,id=chrtpm,path="+optEscape(m.TPMSocket),

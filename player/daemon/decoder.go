@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
+	"time"
 
+	"github.com/boxswarm/boxswarm/board"
 	"github.com/boxswarm/boxswarm/media"
 	"github.com/boxswarm/boxswarm/player/sink"
 )
@@ -29,7 +32,8 @@ type FFmpeg struct {
 	// video stream there (a file in a tmpfs, or a serial port device), so
 	// that a test outside the box can compare the in-box decode with the
 	// source frame by frame. The file is written over at each playback.
-	// It holds hashes only.
+	// It holds hashes only. "virtio:NAME" is the virtio serial port of
+	// that name (a test harness's "report" port).
 	Report string
 }
 
@@ -95,7 +99,17 @@ func (l *lazyProcess) Start(ctx context.Context, tracks []media.Track) error {
 		video = video || t.Codec.IsVideo()
 		audio = audio || !t.Codec.IsVideo()
 	}
-	args := l.f.Args(video, audio)
+	f := l.f
+	if name, ok := strings.CutPrefix(f.Report, "virtio:"); ok {
+		wait, cancel := context.WithTimeout(ctx, 5*time.Second)
+		dev, err := board.FindVirtioPort(wait, name)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("decoder: report port: %w", err)
+		}
+		f.Report = dev
+	}
+	args := f.Args(video, audio)
 	if args == nil {
 		return fmt.Errorf("decoder: no output configured for a title with video %v and audio %v", video, audio)
 	}

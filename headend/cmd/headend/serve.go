@@ -334,9 +334,12 @@ func startMedia(s *services, cfg Config, sched *scheduler.Scheduler, gatewayAddr
 		Ingester: ingester,
 	}
 	if sched != nil {
-		_, port, _ := net.SplitHostPort(gatewayAddr)
+		host, port, _ := net.SplitHostPort(gatewayAddr)
+		if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+			host = "127.0.0.1"
+		}
 		if o.HeadEnd == "" {
-			o.HeadEnd = net.JoinHostPort("127.0.0.1", port)
+			o.HeadEnd = net.JoinHostPort(host, port)
 		}
 		if o.CA == "" {
 			o.CA = filepath.Join(cfg.Data, caDir, deviceca.CertFile)
