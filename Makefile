@@ -9,12 +9,13 @@ export PATH := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/boxswarm/go/bin:$(PATH)
 GO_TEST_FLAGS ?= -timeout 45m
 FUZZTIME ?= 30s
 
-.PHONY: all deps kernel image qemu demo test lint unit bench fuzz clean help
+.PHONY: all deps kernel image qemu demo demo-boot test lint unit bench fuzz clean help
 
 all: image
 
 help:
-	@echo "make demo                  bake the QEMU box and boot it through the verified chain"
+	@echo "make demo [EXIT=1]         the whole system: head-end, two QEMU boxes behind NATs, a movie from web to TV"
+	@echo "make demo-boot             the verified boot chain alone: update, rollback, tampering"
 	@echo "make test                  every test: lint, unit, QEMU boot chain and tamper matrix"
 	@echo "make image [BOARD=] [KEYS=] bake ROM, signed firmware and disk into out/<board>"
 	@echo "make qemu  [BOARD=] [DISK=] boot the baked box headless, console on stdout"
@@ -33,7 +34,10 @@ qemu: deps
 	go run ./tools/qemu -board $(BOARD) $(if $(DISK),-disk $(DISK))
 
 demo: image
-	go run ./tools/demo -board $(BOARD)
+	go run ./tools/demo -board $(BOARD) $(if $(EXIT),-exit)
+
+demo-boot: image
+	go run ./tools/demo -board $(BOARD) -boot-chain
 
 lint: deps
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
