@@ -18,16 +18,18 @@ import (
 const activateTimeout = time.Minute
 
 // Activate trades an activation code for the box's ID and device
-// certificate (DER) for key. The box should store key before calling it and
-// call it again with the same key if the answer is lost. The certificate is
-// checked before it is returned: it must be for key, chain to roots for
-// client authentication, and name the box the head-end says.
-func Activate(ctx context.Context, addr, serverName string, roots *x509.CertPool, code string, key ed25519.PrivateKey) (api.BoxID, []byte, error) {
+// certificate (DER) for the identity key whose public half is pub. Only
+// the public key is sent (activation proves nothing with the private
+// one), so a key sealed elsewhere never has to be handed over. The box
+// should store its key before calling it and call it again with the same
+// key if the answer is lost. The certificate is checked before it is
+// returned: it must be for pub, chain to roots for client
+// authentication, and name the box the head-end says.
+func Activate(ctx context.Context, addr, serverName string, roots *x509.CertPool, code string, pub ed25519.PublicKey) (api.BoxID, []byte, error) {
 	var none api.BoxID
-	if len(key) != ed25519.PrivateKeySize {
-		return none, nil, errors.New("activate: key is not an Ed25519 private key")
+	if len(pub) != ed25519.PublicKeySize {
+		return none, nil, fmt.Errorf("activate: public key of %d bytes, want an Ed25519 key of %d", len(pub), ed25519.PublicKeySize)
 	}
-	pub := key.Public().(ed25519.PublicKey)
 	frame, err := api.Encode(0, api.Activate{Code: code, PublicKey: pub})
 	if err != nil {
 		return none, nil, fmt.Errorf("activate: %w", err)

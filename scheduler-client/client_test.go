@@ -434,7 +434,7 @@ func TestActivateChecksTheAnswer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pub, key, _ := ed25519.GenerateKey(rand.Reader)
+	pub, _, _ := ed25519.GenerateKey(rand.Reader)
 	otherPub, _, _ := ed25519.GenerateKey(rand.Reader)
 	id := api.BoxID{7}
 	issue := func(ca *deviceca.CA, id api.BoxID, pub ed25519.PublicKey) []byte {
@@ -459,7 +459,7 @@ func TestActivateChecksTheAnswer(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			done := make(chan error, 1)
 			go func() {
-				got, der, err := Activate(context.Background(), he.l.Addr().String(), "127.0.0.1", he.ca.Pool(), "CODE", key)
+				got, der, err := Activate(context.Background(), he.l.Addr().String(), "127.0.0.1", he.ca.Pool(), "CODE", pub)
 				if err == nil && (got != id || len(der) == 0) {
 					err = errors.New("wrong box")
 				}

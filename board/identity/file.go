@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"time"
 )
 
 // readFile reads the identity file, refusing anything larger than a valid
@@ -46,6 +47,7 @@ func writeFile(path string, data []byte, replace bool) (bool, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return false, fmt.Errorf("identity folder %s: %w", dir, err)
 	}
+	sweepTemps(dir)
 	tmp, err := os.CreateTemp(dir, ".identity-*")
 	if err != nil {
 		return false, fmt.Errorf("identity file %s: %w", path, err)
@@ -77,6 +79,9 @@ func writeFile(path string, data []byte, replace bool) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("identity file %s: %w", path, err)
 	}
+	// The temporary name goes before the folder is synced: a power cut
+	// must not leave a second copy of the key behind.
+	os.Remove(tmpName)
 	if err := syncDir(dir); err != nil {
 		return false, fmt.Errorf("identity file %s: %w", path, err)
 	}
@@ -90,4 +95,16 @@ func syncDir(dir string) error {
 	}
 	defer d.Close()
 	return d.Sync()
+}
+
+// sweepTemps removes temporary files a power cut left behind while an
+// identity was written (without a TPM they hold the seed). Young ones
+// may be another daemon's write in progress, and are left alone.
+func sweepTemps(dir string) {
+	names, _ := filepath.Glob(filepath.Join(dir, ".identity-*"))
+	for _, n := range names {
+		if fi, err := os.Lstat(n); err == nil && fi.Mode().IsRegular() && time.Since(fi.ModTime()) > time.Minute {
+			os.Remove(n)
+		}
+	}
 }

@@ -35,7 +35,7 @@ func TestActivationEndToEnd(t *testing.T) {
 	}
 
 	// A wrong code: refused, nothing stored.
-	_, _, err = schedclient.Activate(ctx, f.addr, "127.0.0.1", f.roots, "WRONG-CODE", key)
+	_, _, err = schedclient.Activate(ctx, f.addr, "127.0.0.1", f.roots, "WRONG-CODE", key.Public().(ed25519.PublicKey))
 	if !errors.Is(err, schedclient.ErrRejected) || !strings.Contains(err.Error(), "unknown activation code") {
 		t.Fatalf("Activate with a wrong code: %v", err)
 	}
@@ -44,7 +44,7 @@ func TestActivationEndToEnd(t *testing.T) {
 	}
 
 	// The right code: a box and its certificate.
-	id, der, err := schedclient.Activate(ctx, f.addr, "127.0.0.1", f.roots, goodCode, key)
+	id, der, err := schedclient.Activate(ctx, f.addr, "127.0.0.1", f.roots, goodCode, key.Public().(ed25519.PublicKey))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +54,7 @@ func TestActivationEndToEnd(t *testing.T) {
 	}
 	// The code is spent: another key cannot use it.
 	_, other, _ := ed25519.GenerateKey(rand.Reader)
-	if _, _, err := schedclient.Activate(ctx, f.addr, "127.0.0.1", f.roots, goodCode, other); !errors.Is(err, schedclient.ErrRejected) {
+	if _, _, err := schedclient.Activate(ctx, f.addr, "127.0.0.1", f.roots, goodCode, other.Public().(ed25519.PublicKey)); !errors.Is(err, schedclient.ErrRejected) {
 		t.Errorf("second activation with the same code by another key: %v", err)
 	}
 

@@ -121,6 +121,14 @@ func (b *box) activating() {
 	b.changes.bump()
 }
 
+// noteIdentityLost says, in Status.Error, why the box needs a code again.
+func (b *box) noteIdentityLost(why error) {
+	b.mu.Lock()
+	b.lastErr = "the box's identity was lost and replaced; enter a new activation code (" + why.Error() + ")"
+	b.mu.Unlock()
+	b.changes.bump()
+}
+
 // awaitCode waits for the local API to bring a code that activate
 // accepts.
 func (b *box) awaitCode(ctx context.Context, activate func(context.Context, string) (api.BoxID, error)) error {

@@ -297,7 +297,7 @@ func TestBoxAgainstHeadEnd(t *testing.T) {
 	st.Close()
 	o := daemon.Options{
 		HeadEnd: he.addr, CA: he.caFile, Store: filepath.Join(dir, "store"),
-		Key: filepath.Join(dir, "box.key"), Cert: filepath.Join(dir, "box.crt"),
+		Cert:      filepath.Join(dir, "box.crt"), // the identity: sealed, the default, without a TPM
 		MediaKeys: []string{writePub(t, dir, "media.pub", piecetest.MediaPub)}, SchedulerKey: he.schedPub,
 		Transport: daemon.TransportTCP, Heartbeat: time.Second, ProgressEvery: 50 * time.Millisecond,
 		Local: filepath.Join(dir, "run", "transferd.sock"), StoreSocket: filepath.Join(dir, "run", "store.sock"),

@@ -5,12 +5,36 @@
 // (Options.Server) it is headend/mediaserver instead: the same engine,
 // registered as a server of a cluster, that can ingest packages.
 //
-// Identity: Options.Key is the box's Ed25519 key (PKCS #8 PEM) and
-// Options.Cert its device certificate (PEM). With Options.Activate and no
-// certificate yet, Run creates the key if it is missing (0600), trades the
-// code for a certificate at the head-end, writes it, and carries on; an
-// existing certificate makes Activate a no-op, so the same options work on
-// every start. Keys are never written over.
+// Identity: a box's Ed25519 identity key is the file Options.Identity
+// (default: "identity" next to the box state), sealed by board/identity
+// with the TPM Options.TPM opens, and Options.Cert is its device
+// certificate (PEM). Run loads the identity, or creates it, at start and
+// holds it, in locked memory, until it returns; the TPM is open only
+// while the identity is loaded or created. The TLS handshakes sign with
+// the *identity.Identity itself (a crypto.Signer), never with its raw
+// private key: crypto/ed25519 caches keys by a weak pointer, which cannot
+// point outside the Go heap.
+//
+// Options.Key, a PKCS #8 PEM file, is the identity instead: for a media
+// server (a head-end machine), and on a box as a development option,
+// which Run logs as not sealed. That key is created (0600) at activation
+// if it is missing.
+//
+// With Options.Activate and no certificate yet, Run trades the code for a
+// certificate at the head-end, writes it, and carries on; an existing
+// certificate makes Activate a no-op, so the same options work on every
+// start. Keys are never written over, with one exception: a sealed
+// identity that board/identity reports gone for good (an error wrapping
+// identity.ErrNeedsReactivation: a damaged file, another TPM, a cleared
+// TPM) is replaced by a new key at start (identity.Reset), logged at
+// error level. The certificate and session state of the old key are then
+// useless; they are renamed with a ".stale" suffix (kept for diagnosis),
+// and the box carries on as one that was never activated: it waits for a
+// code from the TV (Status.NeedsCode, with the reason in Status.Error) or
+// uses Options.Activate. The same happens when the certificate is for
+// another key than the identity's. Every other identity error (no TPM
+// where the file needs one, a newer file version, I/O) stops Run: fixing
+// the cause brings the old identity back, and a reset would lose it.
 //
 // Each time the session with the head-end comes up, the daemon sends
 // Register (with the piece address, the caps and the store's capacity)
@@ -34,12 +58,9 @@ package daemon
 import (
 	"context"
 	"crypto/ed25519"
-	"crypto/rand"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -48,8 +69,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/go-tpm/tpm2/transport"
+
 	"github.com/boxswarm/boxswarm/api"
-	"github.com/boxswarm/boxswarm/firmware"
 	"github.com/boxswarm/boxswarm/firmware/keyfile"
 	"github.com/boxswarm/boxswarm/headend/mediaserver"
 	"github.com/boxswarm/boxswarm/media/store"
@@ -67,9 +89,19 @@ type Options struct {
 	CA         string // the head-end's CA certificate(s), PEM file
 	ServerName string // the name in the head-end's certificate (default: the host of HeadEnd)
 	Store      string // media store folder
-	State      string // session state file (default: sched-state.json next to Key)
-	Key, Cert  string // identity key and device certificate files
-	Activate   string // activation code, used if Cert does not exist
+	State      string // session state file (default: sched-state.json next to Key, or Cert)
+	// Identity is a box's identity file, sealed by board/identity
+	// (default: "identity" next to BoxState). Not with Key.
+	Identity string
+	// TPM opens the TPM that seals Identity (identity.TPMOpener); nil:
+	// the board has none. It is opened only while the identity is loaded
+	// or created, and closed right after.
+	TPM func() (transport.TPMCloser, error)
+	// Key is the identity key as a PKCS #8 PEM file, unsealed: required
+	// for a server; for a box, a development option instead of Identity.
+	Key      string
+	Cert     string // device certificate file
+	Activate string // activation code, used if Cert does not exist
 	// Local is the Unix socket of the local API for the player daemon
 	// (package p2p/local); empty: none. Boxes only.
 	Local string
@@ -128,7 +160,7 @@ const (
 func (o *Options) check() error {
 	var missing []string
 	for _, f := range []struct{ name, v string }{
-		{"head-end address", o.HeadEnd}, {"head-end CA", o.CA}, {"store", o.Store}, {"key", o.Key}, {"certificate", o.Cert}, {"scheduler key", o.SchedulerKey},
+		{"head-end address", o.HeadEnd}, {"head-end CA", o.CA}, {"store", o.Store}, {"certificate", o.Cert}, {"scheduler key", o.SchedulerKey},
 	} {
 		if f.v == "" {
 			missing = append(missing, f.name)
@@ -140,11 +172,17 @@ func (o *Options) check() error {
 	if o.Server && o.Cluster == "" {
 		missing = append(missing, "cluster (for a server)")
 	}
+	if o.Server && o.Key == "" {
+		missing = append(missing, "key (for a server)")
+	}
 	if o.Transport == TransportTCP && o.Server && o.Listen == "" {
 		missing = append(missing, "piece listen address (for a server over TCP)")
 	}
 	if len(missing) > 0 {
 		return fmt.Errorf("%w: missing %s", ErrOptions, strings.Join(missing, ", "))
+	}
+	if o.Key != "" && o.Identity != "" {
+		return fmt.Errorf("%w: a PEM key and a sealed identity: give one", ErrOptions)
 	}
 	if o.Server && (o.Local != "" || o.StoreSocket != "") {
 		return fmt.Errorf("%w: a media server has no player: no local API or store socket", ErrOptions)
@@ -172,7 +210,11 @@ func Run(ctx context.Context, o Options, log *slog.Logger) error {
 		o.ServerName = host
 	}
 	if o.State == "" {
-		o.State = filepath.Join(filepath.Dir(o.Key), "sched-state.json")
+		next := o.Key
+		if next == "" {
+			next = o.Cert
+		}
+		o.State = filepath.Join(filepath.Dir(next), "sched-state.json")
 	}
 	roots, err := readRoots(o.CA)
 	if err != nil {
@@ -202,6 +244,9 @@ func Run(ctx context.Context, o Options, log *slog.Logger) error {
 		if o.BoxState == "" {
 			o.BoxState = filepath.Join(filepath.Dir(filepath.Clean(o.Store)), "box.db")
 		}
+		if o.Key == "" && o.Identity == "" {
+			o.Identity = filepath.Join(filepath.Dir(o.BoxState), "identity")
+		}
 		if bx, err = openBox(o.BoxState, st, o.StoreSocket, log.With("part", "box")); err != nil {
 			return err
 		}
@@ -222,7 +267,12 @@ func Run(ctx context.Context, o Options, log *slog.Logger) error {
 	if o.Local != "" || o.StoreSocket != "" {
 		listening()
 	}
-	id, err := identity(ctx, o, roots, log, bx)
+	key, err := openKey(ctx, o, log)
+	if err != nil {
+		return err
+	}
+	defer key.close()
+	id, err := activated(ctx, o, roots, key, log, bx)
 	if err != nil {
 		if ctx.Err() != nil && errors.Is(context.Cause(ctx), context.Canceled) {
 			return nil // stopped while waiting for activation
@@ -432,95 +482,6 @@ func readRoots(path string) (*x509.CertPool, error) {
 		return nil, fmt.Errorf("head-end CA %s: no PEM certificate", path)
 	}
 	return pool, nil
-}
-
-// identity loads the box's key and certificate, activating first if there
-// is no certificate yet: with the code in the options, or with one from
-// the TV through the local API.
-func identity(ctx context.Context, o Options, roots *x509.CertPool, log *slog.Logger, bx *box) (schedclient.Identity, error) {
-	_, err := os.Stat(o.Cert)
-	switch {
-	case err == nil:
-		if o.Activate != "" {
-			log.Info("already activated; -activate ignored", "cert", o.Cert)
-		}
-	case errors.Is(err, fs.ErrNotExist) && o.Activate != "":
-		if bx != nil {
-			bx.activating()
-		}
-		if _, err := activate(ctx, o, roots, o.Activate, log); err != nil {
-			return schedclient.Identity{}, err
-		}
-	case errors.Is(err, fs.ErrNotExist) && bx != nil && o.Local != "":
-		err := bx.awaitCode(ctx, func(ctx context.Context, code string) (api.BoxID, error) {
-			return activate(ctx, o, roots, code, log)
-		})
-		if err != nil {
-			return schedclient.Identity{}, err
-		}
-	default:
-		return schedclient.Identity{}, fmt.Errorf("device certificate: %w (activate with -activate CODE, or from the TV with -local)", err)
-	}
-	key, err := keyfile.ReadPrivateKey(o.Key)
-	if err != nil {
-		return schedclient.Identity{}, fmt.Errorf("identity key: %w", err)
-	}
-	b, err := os.ReadFile(o.Cert)
-	if err != nil {
-		return schedclient.Identity{}, fmt.Errorf("device certificate: %w", err)
-	}
-	der := b
-	if blk, _ := pem.Decode(b); blk != nil && blk.Type == "CERTIFICATE" {
-		der = blk.Bytes
-	}
-	return schedclient.Identity{Key: key, Certificate: der}, nil
-}
-
-// activateError is an activation the head-end refused (refused) or that
-// did not reach it.
-type activateError struct {
-	err     error
-	refused bool
-}
-
-func (e *activateError) Error() string { return e.err.Error() }
-func (e *activateError) Unwrap() error { return e.err }
-
-// activate makes the identity key if there is none, trades the code for a
-// device certificate and writes it. Errors from the exchange with the
-// head-end are *activateError.
-func activate(ctx context.Context, o Options, roots *x509.CertPool, code string, log *slog.Logger) (api.BoxID, error) {
-	key, err := keyfile.ReadPrivateKey(o.Key)
-	if errors.Is(err, fs.ErrNotExist) {
-		if err := os.MkdirAll(filepath.Dir(o.Key), 0o700); err != nil {
-			return api.BoxID{}, err
-		}
-		_, key, err = ed25519.GenerateKey(rand.Reader)
-		if err != nil {
-			return api.BoxID{}, err
-		}
-		b, err := firmware.MarshalPrivateKeyPEM(key)
-		if err != nil {
-			return api.BoxID{}, err
-		}
-		// Stored before it is used, so a lost answer can be asked again
-		// with the same key.
-		if err := keyfile.WriteNew(o.Key, b, 0o600); err != nil {
-			return api.BoxID{}, err
-		}
-		log.Info("identity key created", "key", o.Key)
-	} else if err != nil {
-		return api.BoxID{}, fmt.Errorf("identity key: %w", err)
-	}
-	box, der, err := schedclient.Activate(ctx, o.HeadEnd, o.ServerName, roots, code, key)
-	if err != nil {
-		return api.BoxID{}, &activateError{err: err, refused: errors.Is(err, schedclient.ErrRejected)}
-	}
-	if err := keyfile.WriteNew(o.Cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-		return api.BoxID{}, err
-	}
-	log.Info("box activated", "box", box, "cert", o.Cert)
-	return box, nil
 }
 
 // serveLocal starts the local API and the store socket the options ask

@@ -182,7 +182,7 @@ func startTestBox(t *testing.T, gatewayAddr, caPath, code string) *testBox {
 	roots.AppendCertsFromPEM(pem)
 	_, key, _ := ed25519.GenerateKey(rand.Reader)
 	ctx := t.Context()
-	id, cert, err := schedclient.Activate(ctx, gatewayAddr, "localhost", roots, code, key)
+	id, cert, err := schedclient.Activate(ctx, gatewayAddr, "localhost", roots, code, key.Public().(ed25519.PublicKey))
 	must(t, err)
 	b := &testBox{id: id, key: key, more: make(chan struct{}, 1)}
 	b.client, err = schedclient.New(schedclient.Config{Addr: gatewayAddr, ServerName: "localhost", Roots: roots,

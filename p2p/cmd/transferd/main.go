@@ -5,11 +5,11 @@
 // registered as a server of a cluster, that can ingest packages.
 //
 //	transferd -headend HOST:PORT -ca headend-ca.pem -store DIR \
-//	    -key box.key -cert box.crt [-activate CODE] \
+//	    [-identity FILE] [-tpm auto|none|PATH] -cert box.crt [-activate CODE] \
 //	    -media-key media.pub -scheduler-key scheduler.pub \
 //	    [-local /run/boxswarm/transferd.sock] [-store-socket /run/boxswarm/store.sock] \
 //	    [-transport webrtc|tcp] [-listen 127.0.0.1:0] [-up-kbps N] [-down-kbps N]
-//	transferd -server -cluster noc-1 -ingest pkgs/<id> ... (same flags)
+//	transferd -server -cluster noc-1 -key server.key -ingest pkgs/<id> ... (same flags)
 //	transferd -config /etc/boxswarm/box.json -store /data/... (on a box)
 //
 // On a box, -config reads the head-end's address, CA and keys from the
@@ -24,12 +24,19 @@
 // addresses registered with -listen instead (a media server on a public
 // address can serve both ways).
 //
-// Identity: -key is the box's Ed25519 key (PKCS #8 PEM) and -cert its
-// device certificate (PEM). With -activate CODE and no certificate yet,
-// transferd creates the key if it is missing (0600), trades the code for a
-// certificate at the head-end, writes it, and carries on; an existing
-// certificate makes -activate a no-op, so the same command line works on
-// every start. Without -activate and without a certificate, a box started
+// Identity: a box's Ed25519 key is sealed by board/identity in the file
+// -identity (default: "identity" next to -box-state), with the TPM -tpm
+// names (auto: /dev/tpmrm0, else /dev/tpm0, else none; see
+// identity.TPMOpener); transferd creates it at its first start and holds
+// it in locked memory while it runs. -cert is its device certificate
+// (PEM). -key PATH, a PKCS #8 PEM key created (0600) at activation if
+// missing, is the identity instead: a media server's, and a box's only
+// for development (logged as not sealed). With -activate CODE and no
+// certificate yet, transferd trades the code for a certificate at the
+// head-end, writes it, and carries on; an existing certificate makes
+// -activate a no-op, so the same command line works on every start. An
+// identity board/identity reports lost for good is replaced at start and
+// the box asks for a code again (see p2p/daemon). Without -activate and without a certificate, a box started
 // with -local waits for the code the viewer types on the TV, which the
 // player daemon passes on through the local API.
 //
@@ -54,6 +61,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -67,6 +75,7 @@ import (
 	"syscall"
 
 	"github.com/boxswarm/boxswarm/api"
+	"github.com/boxswarm/boxswarm/board/identity"
 	"github.com/boxswarm/boxswarm/boot/supervisor"
 	"github.com/boxswarm/boxswarm/images/boxconfig"
 	"github.com/boxswarm/boxswarm/p2p/agent"
@@ -102,8 +111,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.CA, "ca", "", "the head-end's CA certificate(s), PEM")
 	fs.StringVar(&o.ServerName, "server-name", "", "the name in the head-end's certificate (default: the host of -headend)")
 	fs.StringVar(&o.Store, "store", "", "media store folder")
-	fs.StringVar(&o.State, "state", "", "file keeping the head-end session's sequence numbers and outbox (default: sched-state.json next to -key)")
-	fs.StringVar(&o.Key, "key", "", "the box's identity key, PKCS #8 PEM Ed25519")
+	fs.StringVar(&o.State, "state", "", "file keeping the head-end session's sequence numbers and outbox (default: sched-state.json next to -key, or -cert)")
+	fs.StringVar(&o.Key, "key", "", "identity key, PKCS #8 PEM Ed25519, unsealed: a media server's; on a box for development only, instead of -identity")
+	fs.StringVar(&o.Identity, "identity", "", "a box's identity file, sealed by board/identity (default: identity next to -box-state)")
+	tpm := fs.String("tpm", "auto", "the TPM that seals -identity: auto (the kernel's, if any), none, or a device path")
 	fs.StringVar(&o.Cert, "cert", "", "the box's device certificate, PEM")
 	fs.StringVar(&o.Activate, "activate", "", "activation code: obtain the device certificate (and create the key) if -cert does not exist")
 	fs.StringVar(&o.Local, "local", "", "Unix socket of the local API for the player daemon (empty: none); without -activate and -cert, the code comes from the TV through it")
@@ -140,12 +151,23 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	o.MediaKeys, o.Ingest = mediaKeys, ingest
+	var tpmDevice string
+	if o.Key == "" && !o.Server {
+		var err error
+		if o.TPM, tpmDevice, err = identity.TPMOpener(*tpm); err != nil {
+			fmt.Fprintf(stderr, "transferd: %v\n", err)
+			return 2
+		}
+	}
 	o.Ready = func(box api.BoxID, addr string) { fmt.Fprintf(stdout, "transferd: box %s pieces %s\n", box, addr) }
 	level := slog.LevelInfo
 	if verbose {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if o.Key == "" && !o.Server {
+		log.Info("box identity", "identity_file", cmp.Or(o.Identity, "default"), "tpm", cmp.Or(tpmDevice, "none"))
+	}
 	// The second stage's supervisor counts the box healthy once the
 	// player can reach transferd, even before activation; outside a
 	// supervisor this does nothing.

@@ -333,6 +333,10 @@ func TestActivateFromTV(t *testing.T) {
 	// head-end's address and keys come from the box configuration, as on
 	// a box.
 	d.args = slices.DeleteFunc(d.args, func(a string) bool { return a == "-activate" || a == "" })
+	// And the identity is a box's default: sealed, next to the store (no
+	// TPM here, so in the clear, which it logs).
+	i := slices.Index(d.args, "-key")
+	d.args = append(slices.Delete(d.args, i, i+2), "-tpm", "none")
 	cfg := filepath.Join(runDir, "box.json")
 	js := fmt.Sprintf(`{"headend": %q, "ca": %q, "media_keys": [%q], "scheduler_key": %q}`, he.addr, he.caFile, mediaKey, schedKey)
 	if err := os.WriteFile(cfg, []byte(js), 0o644); err != nil {
@@ -395,6 +399,12 @@ func TestActivateFromTV(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(d.dir, "box.crt")); err != nil {
 		t.Errorf("certificate: %v", err)
 	}
+	if _, err := os.Stat(filepath.Join(d.dir, "identity")); err != nil {
+		t.Errorf("sealed identity: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(d.dir, "box.key")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a PEM key next to the sealed identity: %v", err)
+	}
 }
 
 func TestLocalFlags(t *testing.T) {
@@ -405,8 +415,14 @@ func TestLocalFlags(t *testing.T) {
 		t.Errorf("-local on a media server: exit %d, %s", c, stderr.String())
 	}
 	stderr.Reset()
+	args = []string{"-headend", "127.0.0.1:1", "-ca", "ca", "-store", "s", "-cert", "c", "-media-key", "m", "-scheduler-key", "s",
+		"-tpm", filepath.Join(t.TempDir(), "tpm0")}
+	if c := run(t.Context(), args, &bytes.Buffer{}, &stderr); c != 2 || !bytes.Contains(stderr.Bytes(), []byte("-tpm")) {
+		t.Errorf("-tpm naming no device: exit %d, %s", c, stderr.String())
+	}
+	stderr.Reset()
 	run(t.Context(), []string{"-h"}, &bytes.Buffer{}, &stderr)
-	for _, f := range []string{"-local", "-store-socket", "-box-state"} {
+	for _, f := range []string{"-local", "-store-socket", "-box-state", "-identity", "-tpm", "-key"} {
 		if !bytes.Contains(stderr.Bytes(), []byte(f+" ")) {
 			t.Errorf("help has no %s", f)
 		}

@@ -4,11 +4,8 @@ import (
 	"context"
 	"log/slog"
 
-	"github.com/google/go-tpm/tpm2/transport"
-
 	"github.com/boxswarm/boxswarm/board/evdev"
 	"github.com/boxswarm/boxswarm/board/remote"
-	"github.com/boxswarm/boxswarm/firmware/rollback"
 )
 
 // openRemote opens the remote: the device named, or the best one found
@@ -31,5 +28,3 @@ func openRemote(ctx context.Context, path string, log *slog.Logger) (remote.Read
 	log.Info("remote control", "device", d.Path(), "name", d.Name())
 	return d, nil
 }
-
-func openTPM(path string) (transport.TPMCloser, error) { return rollback.Open(path) }

@@ -5,7 +5,7 @@
 // for everything that needs the network.
 //
 //	playerd -local /run/boxswarm/transferd.sock -media-key media.pub \
-//	    (-identity-pem /data/box.key | -identity /data/identity [-tpm auto|none|PATH]) \
+//	    [-identity /data/identity] [-tpm auto|none|PATH] [-identity-pem box.key] \
 //	    [-video-out "-pix_fmt bgra -f fbdev /dev/fb0"] [-audio-out ARGS] [-report-framemd5 PATH] \
 //	    [-card /dev/dri/card0] [-fb /dev/fb0] [-size 1280x720] [-no-display] \
 //	    [-input /dev/input/event0] [-no-input] [-signup-url URL] [-config /etc/boxswarm/box.json]
@@ -13,11 +13,13 @@
 // -config takes the media keys from the box configuration baked into the
 // signed image (images/boxconfig) when no -media-key is given.
 //
-// The identity key: -identity-pem reads the PKCS #8 PEM key the transfer
-// daemon keeps today (its -key); -identity reads the box identity sealed
-// by board/identity, with the TPM (-tpm auto uses /dev/tpmrm0 or
-// /dev/tpm0 when the kernel has one). The key is loaded only to open a
-// content key, and closed right after.
+// The identity key: -identity (default /data/identity) is the box
+// identity the transfer daemon creates and board/identity seals, with the
+// TPM -tpm names (auto: /dev/tpmrm0, else /dev/tpm0, if the kernel has
+// one; see identity.TPMOpener). -identity-pem reads a PKCS #8 PEM key
+// instead (the transfer daemon's -key), for development only: that key
+// is not sealed. The key is loaded only to open a content key, and closed
+// right after; the TPM is open only meanwhile.
 //
 // The decoder is ffmpeg (-decoder), reading the stream on a pipe: the
 // video goes where -video-out says (ffmpeg output arguments, by default
@@ -34,6 +36,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -47,8 +50,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/google/go-tpm/tpm2/transport"
-
 	"github.com/boxswarm/boxswarm/board/display"
 	"github.com/boxswarm/boxswarm/board/identity"
 	"github.com/boxswarm/boxswarm/board/remote"
@@ -57,6 +58,10 @@ import (
 	"github.com/boxswarm/boxswarm/images/boxconfig"
 	"github.com/boxswarm/boxswarm/player/daemon"
 )
+
+// defaultIdentity is where the box's sealed identity lives: on the data
+// partition, where the transfer daemon creates it.
+const defaultIdentity = "/data/identity"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -75,6 +80,7 @@ type config struct {
 	local                 string
 	mediaKeys             listFlag
 	identityPEM, sealed   string
+	sealedSet             bool // -identity given, not its default
 	tpm                   string
 	ff                    daemon.FFmpeg
 	videoOut, audioOut    string
@@ -92,8 +98,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	var c config
 	fs.StringVar(&c.local, "local", "/run/boxswarm/transferd.sock", "the transfer daemon's local API socket")
 	fs.Var(&c.mediaKeys, "media-key", "trusted media signing key, PKIX PEM (repeatable)")
-	fs.StringVar(&c.identityPEM, "identity-pem", "", "the box's identity key as a PKCS #8 PEM file (the transfer daemon's -key)")
-	fs.StringVar(&c.sealed, "identity", "", "the box's identity file sealed by board/identity")
+	fs.StringVar(&c.identityPEM, "identity-pem", "", "development only: the box's identity key as a PKCS #8 PEM file (the transfer daemon's -key), instead of -identity")
+	fs.StringVar(&c.sealed, "identity", defaultIdentity, "the box's identity file, sealed by board/identity (the transfer daemon's -identity)")
 	fs.StringVar(&c.tpm, "tpm", "auto", "with -identity: the TPM that seals it: auto (the kernel's, if any), none, or a device path")
 	fs.StringVar(&c.ff.Path, "decoder", "ffmpeg", "the decoder program (ffmpeg)")
 	fs.StringVar(&c.videoOut, "video-out", strings.Join(daemon.DefaultVideoOut, " "), "ffmpeg output arguments for the video (space-separated; empty: none)")
@@ -114,6 +120,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	fs.Visit(func(f *flag.Flag) { c.sealedSet = c.sealedSet || f.Name == "identity" })
 	if *config != "" {
 		if err := boxconfig.ApplyFlags(fs, *config); err != nil {
 			fmt.Fprintf(stderr, "playerd: %v\n", err)
@@ -162,18 +169,20 @@ func (c *config) options(log *slog.Logger) (daemon.Options, error) {
 		o.MediaKeys = append(o.MediaKeys, k)
 	}
 	switch {
-	case c.identityPEM != "" && c.sealed != "":
+	case c.identityPEM != "" && c.sealedSet:
 		return o, errors.New("give -identity-pem or -identity, not both")
 	case c.identityPEM != "":
+		log.Warn("development identity: the box's key is a PEM file, not sealed", "identity_pem", c.identityPEM)
 		o.Identity = daemon.PEMIdentity(c.identityPEM)
 	case c.sealed != "":
-		openTPM, err := tpmOpener(c.tpm)
+		openTPM, dev, err := identity.TPMOpener(c.tpm)
 		if err != nil {
 			return o, err
 		}
+		log.Info("box identity", "identity_file", c.sealed, "tpm", cmp.Or(dev, "none"))
 		o.Identity = daemon.SealedIdentity(identity.Options{Path: c.sealed, Log: log.With("part", "identity")}, openTPM)
 	default:
-		return o, errors.New("the identity key is required: -identity-pem or -identity")
+		return o, errors.New("the identity key is required: -identity or -identity-pem")
 	}
 	c.ff.Video = strings.Fields(c.videoOut)
 	if c.ff.Video == nil {
@@ -198,28 +207,4 @@ func (c *config) options(log *slog.Logger) (daemon.Options, error) {
 		}
 	}
 	return o, nil
-}
-
-// tpmOpener returns how to open the TPM -tpm names; nil for none.
-func tpmOpener(flagValue string) (func() (transport.TPMCloser, error), error) {
-	switch flagValue {
-	case "none":
-		return nil, nil
-	case "auto":
-		path := ""
-		for _, p := range []string{"/dev/tpmrm0", "/dev/tpm0"} {
-			if _, err := os.Stat(p); err == nil {
-				path = p
-				break
-			}
-		}
-		if path == "" {
-			return nil, nil
-		}
-		return func() (transport.TPMCloser, error) { return openTPM(path) }, nil
-	}
-	if _, err := os.Stat(flagValue); err != nil {
-		return nil, fmt.Errorf("-tpm: %w", err)
-	}
-	return func() (transport.TPMCloser, error) { return openTPM(flagValue) }, nil
 }

@@ -48,7 +48,10 @@ func TestFlags(t *testing.T) {
 		say  string
 	}{
 		{"no media key", []string{"-identity-pem", idKey}, 2, "-media-key"},
-		{"no identity", []string{"-media-key", mediaKey}, 2, "identity key is required"},
+		{"no identity", []string{"-media-key", mediaKey, "-identity", ""}, 2, "identity key is required"},
+		{"sealed identity by default", []string{"-media-key", mediaKey, "-tpm", "none"}, 0, "player daemon stopped"},
+		{"PEM identity said to be unsealed", []string{"-media-key", mediaKey, "-identity-pem", idKey}, 0, "not sealed"},
+		{"default identity with a PEM one", []string{"-media-key", mediaKey, "-identity-pem", idKey, "-identity", defaultIdentity}, 2, "not both"},
 		{"two identities", []string{"-media-key", mediaKey, "-identity-pem", idKey, "-identity", idKey}, 2, "not both"},
 		{"bad media key", []string{"-media-key", idKey, "-identity-pem", idKey}, 2, "media key"},
 		{"bad size", []string{"-media-key", mediaKey, "-identity-pem", idKey, "-size", "big"}, 2, "-size"},
