@@ -440,12 +440,12 @@ type CatalogUpdate struct {
 
 // CatalogItem is what a box shows about a title.
 type CatalogItem struct {
-	Title    media.ID `json:"title"`
-	Name     string   `json:"name"`
-	Year     int      `json:"year,omitempty"`
-	Genre    string   `json:"genre,omitempty"`
-	Minutes  int      `json:"minutes,omitempty"`
-	Rating   string   `json:"rating,omitempty"`   // the age rating, such as "PG-13"
+	Title   media.ID `json:"title"`
+	Name    string   `json:"name"`
+	Year    int      `json:"year,omitempty"`
+	Genre   string   `json:"genre,omitempty"`
+	Minutes int      `json:"minutes,omitempty"`
+	Rating  string   `json:"rating,omitempty"` // the age rating, such as "PG-13"
 	// PublishAt is when the box may start showing the title; the box
 	// holds items sent ahead of it until then.
 	PublishAt time.Time `json:"publish_at,omitzero"`
