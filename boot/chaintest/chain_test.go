@@ -117,9 +117,10 @@ func TestTamperMatrix(t *testing.T) {
 		want    []string            // reasons in BOOT REFUSED
 		okSlot  string              // or the slot that must boot
 		another func(t *testing.T) []byte
+		screen  bool // check the TV's service screen too
 	}{
 		{name: "good image", slotA: func(b []byte) []byte { return b }, okSlot: "A"},
-		{name: "manifest byte", slotA: flipAt(o.manifest + 30), want: []string{"slot A", "bad manifest signature"}},
+		{name: "manifest byte", slotA: flipAt(o.manifest + 30), want: []string{"slot A", "bad manifest signature"}, screen: true},
 		{name: "manifest last byte", slotA: flipAt(o.manifest + o.manifestLen - 1), want: []string{"bad manifest signature"}},
 		{name: "manifest signature byte", slotA: flipAt(o.manifestSig + 10), want: []string{"bad manifest signature"}},
 		{name: "certificate byte", slotA: flipAt(o.cert + 40), want: []string{"untrusted signing key"}},
@@ -172,12 +173,19 @@ func TestTamperMatrix(t *testing.T) {
 			} else {
 				img = tc.slotA(img)
 			}
-			r := f.boot(t, f.disk(t, img, nil, slotA), t.TempDir())
+			var o bootOptions
+			if tc.screen {
+				o.serviceShot = serviceShotPath(t)
+			}
+			r := f.bootWith(t, f.disk(t, img, nil, slotA), t.TempDir(), o)
 			if tc.okSlot != "" {
 				expectOK(t, r, tc.okSlot, 1)
 				return
 			}
 			expectRefused(t, r, append([]string{"slot A"}, tc.want...)...)
+			if tc.screen {
+				expectServiceScreen(t, r, o.serviceShot)
+			}
 			if !strings.Contains(r.refused, "slot B: slot is empty") {
 				t.Errorf("refusal does not say slot B is empty: %s", r.refused)
 			}

@@ -172,6 +172,7 @@ type result struct {
 	floorsKey      int
 	pcr            string
 	pcrMatches     bool
+	serviceScreen  string // stage one's line about its service screen, with bootOptions.serviceShot
 }
 
 var (
@@ -184,6 +185,20 @@ var (
 // boot runs the box once with the given disk (a path or an NBD address)
 // and TPM state, until it reports BOOT OK, or halts or reboots.
 func (f *fixture) boot(t *testing.T, disk, tpmState string) result {
+	t.Helper()
+	return f.bootWith(t, disk, tpmState, bootOptions{})
+}
+
+// bootOptions ask boot for more than the verdict.
+type bootOptions struct {
+	// serviceShot, if set, is where a refused box's TV is saved (PNG)
+	// once stage one says its service screen shows.
+	serviceShot string
+}
+
+var serviceScreenRE = regexp.MustCompile(`^stage1: service screen (shown|skipped)`)
+
+func (f *fixture) bootWith(t *testing.T, disk, tpmState string, o bootOptions) result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
@@ -218,6 +233,18 @@ func (f *fixture) boot(t *testing.T, disk, tpmState string) result {
 	default:
 		r.refused = strings.TrimPrefix(line, "BOOT REFUSED: ")
 		r.unhealthy = strings.HasPrefix(line, "BOOT UNHEALTHY")
+		if o.serviceShot != "" && !r.unhealthy {
+			// Stage one holds the screen for a moment before it halts.
+			sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			l, err := v.WaitFor(sctx, serviceScreenRE)
+			cancel()
+			r.serviceScreen = l
+			if err == nil && strings.Contains(l, "shown") {
+				if err := v.Screendump(ctx, o.serviceShot); err != nil {
+					t.Errorf("screendump of the service screen: %v", err)
+				}
+			}
+		}
 		// Both end the run: stage one halts, stage two reboots.
 		if err := v.Wait(ctx); err != nil && ctx.Err() != nil {
 			t.Fatalf("box did not stop after %q: %v\n%s", line, err, v.Console())

@@ -87,6 +87,11 @@ func TestViewerJourney(t *testing.T) {
 				i+1, it.Name, it.Download, it.Progress, it.Viewable(), want.name, want.state, want.prog)
 		}
 	}
+	// The catalog has no prices: a title nobody has asked about is
+	// offered for rent, not shown free.
+	if got, want := tv.StatusLine(1, list.Items[0]), "Priority 1 · Downloaded · Rent to watch"; got != want || list.Items[0].Price.Known() {
+		t.Errorf("status of the downloaded title %q (price %+v), want %q and no price", got, list.Items[0].Price, want)
+	}
 	if calls := e.be.Calls(); !slices.Contains(calls, "Activate AAAA-BBBB-CCCC-DDDD") {
 		t.Errorf("calls %q: no activation with the typed code", calls)
 	}
@@ -193,6 +198,11 @@ func TestRefusals(t *testing.T) {
 		t.Errorf("purchase screen %+v, want 2.49 EUR for 24 h with the reason", buy)
 	}
 	e.press(remote.Back)
+	// My List now knows the price the head-end said.
+	back := waitScreen[tv.MyListView](e, "My List after the purchase screen", tv.ScreenMyList, nil)
+	if got, want := tv.StatusLine(2, back.Items[1]), "Priority 2 · Downloaded · 2.49 EUR for 24 h"; got != want {
+		t.Errorf("status of the title whose rental ended %q, want %q", got, want)
+	}
 
 	// The vault refuses: its sentence, without its code.
 	e.press(remote.Down, remote.OK)
@@ -322,14 +332,16 @@ func TestFFmpegArgs(t *testing.T) {
 		want         string
 	}{
 		{"default", FFmpeg{}, true, true,
-			"-y -hide_banner -nostats -loglevel error -f mpegts -i pipe:0 -map 0:v:0 -an -pix_fmt bgra -f fbdev /dev/fb0"},
+			"-y -analyzeduration 500000 -hide_banner -nostats -loglevel error -f mpegts -i pipe:0 -map 0:v:0 -an -pix_fmt bgra -f fbdev /dev/fb0"},
 		{"report", FFmpeg{Report: "/run/f.md5"}, true, false,
-			"-y -hide_banner -nostats -loglevel error -f mpegts -i pipe:0 -map 0:v:0 -an -pix_fmt bgra -f fbdev /dev/fb0 -map 0:v:0 -an -f framemd5 /run/f.md5"},
+			"-y -analyzeduration 500000 -hide_banner -nostats -loglevel error -f mpegts -i pipe:0 -map 0:v:0 -an -pix_fmt bgra -f fbdev /dev/fb0 -map 0:v:0 -an -f framemd5 /run/f.md5"},
 		{"audio", FFmpeg{Video: []string{"-f", "null", "-"}, Audio: []string{"-f", "alsa", "default"}}, true, true,
-			"-y -hide_banner -nostats -loglevel error -f mpegts -i pipe:0 -map 0:v:0 -an -f null - -map 0:a:0 -vn -f alsa default"},
+			"-y -analyzeduration 500000 -hide_banner -nostats -loglevel error -f mpegts -i pipe:0 -map 0:v:0 -an -f null - -map 0:a:0 -vn -f alsa default"},
 		{"audio output, title without audio", FFmpeg{Audio: []string{"-f", "alsa", "default"}}, true, false,
-			"-y -hide_banner -nostats -loglevel error -f mpegts -i pipe:0 -map 0:v:0 -an -pix_fmt bgra -f fbdev /dev/fb0"},
+			"-y -analyzeduration 500000 -hide_banner -nostats -loglevel error -f mpegts -i pipe:0 -map 0:v:0 -an -pix_fmt bgra -f fbdev /dev/fb0"},
 		{"no video output", FFmpeg{Video: []string{}}, true, true, ""},
+		{"no input options", FFmpeg{Input: []string{}}, true, false,
+			"-y -hide_banner -nostats -loglevel error -f mpegts -i pipe:0 -map 0:v:0 -an -pix_fmt bgra -f fbdev /dev/fb0"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := strings.Join(tc.f.Args(tc.video, tc.audio), " "); got != tc.want {

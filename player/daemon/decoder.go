@@ -35,7 +35,20 @@ type FFmpeg struct {
 	// It holds hashes only. "virtio:NAME" is the virtio serial port of
 	// that name (a test harness's "report" port).
 	Report string
+	// Input is ffmpeg's options for its input, the pipe; DefaultInput if
+	// nil, none if empty and non-nil.
+	Input []string
 }
+
+// DefaultInput bounds how much of the stream ffmpeg reads to learn its
+// streams before it decodes anything: 0.5 s instead of its 5 s default.
+// The player paces the stream in real time, so that default kept the
+// screen black for the first 5 s of every playback (all of a short
+// clip) while ffmpeg waited, then raced through the backlog. The tracks'
+// codecs are in the stream's PMT and their parameters in the first
+// keyframe and audio frame, so half a second finds them; the decoded
+// frames are the same.
+var DefaultInput = []string{"-analyzeduration", "500000"}
 
 // DefaultVideoOut writes the pictures to the Linux frame buffer, in the
 // 32-bit format of virtio-gpu's (and most boards') fbdev emulation:
@@ -69,7 +82,11 @@ func (f FFmpeg) Args(video, audio bool) []string {
 	}
 	// -y: the report (a file from an earlier playback, or a device node)
 	// is written over without ffmpeg asking on a terminal nobody reads.
-	return append([]string{"-y"}, sink.FFmpegArgs(out...)...)
+	in := f.Input
+	if in == nil {
+		in = DefaultInput
+	}
+	return append(append([]string{"-y"}, in...), sink.FFmpegArgs(out...)...)
 }
 
 // Decoder returns a function that makes the decoder for one playback.

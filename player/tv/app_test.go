@@ -478,6 +478,13 @@ func TestStatusLine(t *testing.T) {
 	}{
 		{1, ListItem{Download: Downloaded, ViewLeft: time.Hour}, "Priority 1 · Downloaded · Viewable"},
 		{2, ListItem{Title: tMetro, Download: Downloaded}, "Priority 2 · Downloaded · 3.49 EUR for 48 h"},
+		// The box's catalog has no prices: until the head-end has said
+		// one, a rental is offered without one (not as free).
+		{1, ListItem{Title: Title{Name: "Night Train"}, Download: Downloaded}, "Priority 1 · Downloaded · Rent to watch"},
+		{1, ListItem{Title: Title{Price: eur(299)}, Download: Downloaded}, "Priority 1 · Downloaded · 2.99 EUR to rent"},
+		{1, ListItem{Title: Title{Price: eur(0)}, Download: Downloaded}, "Priority 1 · Downloaded · Free to watch"},
+		{1, ListItem{Title: Title{Price: eur(0), Window: 24 * time.Hour}, Download: Downloaded}, "Priority 1 · Downloaded · Free for 24 h"},
+		{1, ListItem{Title: Title{Window: 24 * time.Hour}, Download: Downloaded}, "Priority 1 · Downloaded · Rent to watch"},
 		{3, ListItem{Download: Downloading, Progress: 0.425}, "Priority 3 · Downloading 42 %"},
 		{4, ListItem{Download: Downloading, Progress: 1.7}, "Priority 4 · Downloading 100 %"},
 		{12, ListItem{}, "Priority 12 · Not downloaded yet"},
@@ -501,8 +508,36 @@ func TestStatusLine(t *testing.T) {
 			t.Errorf("Clock(%v) = %q, want %q", d, got, want)
 		}
 	}
-	if got := (Price{Amount: -5, Currency: "EUR"}).String(); got != "-0.05 EUR" {
-		t.Errorf("price %q", got)
+	for _, tt := range []struct {
+		p     Price
+		known bool
+		want  string
+	}{
+		{Price{Amount: -5, Currency: "EUR"}, true, "-0.05 EUR"},
+		{eur(299), true, "2.99 EUR"},
+		{eur(0), true, "Free"},
+		{Price{}, false, ""},
+		{Price{Amount: 299}, false, ""},
+	} {
+		if got := tt.p.String(); got != tt.want || tt.p.Known() != tt.known {
+			t.Errorf("%#v: String %q, Known %v; want %q, %v", tt.p, got, tt.p.Known(), tt.want, tt.known)
+		}
+	}
+}
+
+func TestCatalogStatus(t *testing.T) {
+	for _, tt := range []struct {
+		row  CatalogRow
+		want string
+	}{
+		{CatalogRow{Title: tMetro}, "Not on your list · 3.49 EUR for 48 h"},
+		{CatalogRow{Title: Title{Name: "Night Train"}}, "Not on your list"},
+		{CatalogRow{Title: Title{Name: "Night Train", Window: time.Hour}}, "Not on your list"},
+		{CatalogRow{Title: Title{Price: eur(299)}}, "Not on your list · 2.99 EUR to rent"},
+	} {
+		if got := catalogStatus(tt.row); got != tt.want {
+			t.Errorf("catalogStatus(%+v) = %q, want %q", tt.row.Title, got, tt.want)
+		}
 	}
 }
 

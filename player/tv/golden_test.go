@@ -68,6 +68,9 @@ func screenCases() []screenCase {
 		{"purchase-error", hd, func(r *Renderer, d *image.RGBA) Layout {
 			return r.Purchase(d, PurchaseView{Title: tMetro, Focus: Cancel, Error: "Your account has no payment method. Add one on the web."})
 		}},
+		{"purchase-price-unknown", hd, func(r *Renderer, d *image.RGBA) Layout {
+			return r.Purchase(d, PurchaseView{Title: Title{ID: "t20", Name: "Night Train"}})
+		}},
 		{"remove", hd, func(r *Renderer, d *image.RGBA) Layout {
 			return r.Remove(d, RemoveView{Title: tCharade, Rank: 6, Focus: Cancel})
 		}},

@@ -25,14 +25,24 @@ func (s DownloadState) String() string {
 	return "Not started"
 }
 
-// Price is an amount in hundredths of a currency unit.
+// Price is an amount in hundredths of a currency unit. The zero Price
+// is an unknown one: the box's catalog carries no prices, and the
+// head-end says what a title costs only when the box asks to play it.
 type Price struct {
 	Amount   int64
-	Currency string // ISO 4217, such as "EUR"
+	Currency string // ISO 4217, such as "EUR"; empty if the price is unknown
 }
 
-// String shows p as the web catalog does, such as "3.99 EUR".
+// Known reports whether the price has been told; a known price of 0 is
+// free, an unknown one is not.
+func (p Price) Known() bool { return p.Currency != "" }
+
+// String shows p as the web catalog does, such as "3.99 EUR", "Free"
+// for a known price of 0, and "" for an unknown price.
 func (p Price) String() string {
+	if !p.Known() {
+		return ""
+	}
 	if p.Amount == 0 {
 		return "Free"
 	}
@@ -93,11 +103,30 @@ func StatusLine(rank int, it ListItem) string {
 		if it.Viewable() {
 			return s + "Viewable"
 		}
-		return s + fmt.Sprintf("%s for %s", it.Price, Hours(it.Window))
+		if o := offer(it.Title); o != "" {
+			return s + o
+		}
+		// Not rented, and the price not asked yet: OK asks.
+		return s + "Rent to watch"
 	case Downloading:
 		return s + fmt.Sprintf("Downloading %d %%", percent(it.Progress))
 	}
 	return s + "Not downloaded yet"
+}
+
+// offer describes what renting a title costs, such as "3.49 EUR for
+// 48 h", "3.49 EUR to rent" when the rental's length is unknown, or ""
+// when the price is.
+func offer(t Title) string {
+	switch {
+	case !t.Price.Known():
+		return ""
+	case t.Window > 0:
+		return fmt.Sprintf("%s for %s", t.Price, Hours(t.Window))
+	case t.Price.Amount == 0:
+		return "Free to watch"
+	}
+	return t.Price.String() + " to rent"
 }
 
 func percent(f float64) int { return int(clamp01(f)*100 + 1e-9) }

@@ -430,8 +430,8 @@ func (r *Renderer) Catalog(dst *image.RGBA, v CatalogView) Layout {
 func catalogStatus(c CatalogRow) string {
 	if c.Rank == 0 {
 		s := "Not on your list"
-		if c.Title.Window > 0 {
-			s += fmt.Sprintf(" · %s for %s", c.Title.Price, Hours(c.Title.Window))
+		if o := offer(c.Title); o != "" {
+			s += " · " + o
 		}
 		return s
 	}
@@ -526,10 +526,17 @@ func (r *Renderer) Purchase(dst *image.RGBA, v PurchaseView) Layout {
 		heading: "Rent this movie?",
 		title:   v.Title.Name,
 		accent:  v.Title.Price.String(),
-		lines:   []string{fmt.Sprintf("Watch it as often as you like for %s.", Hours(v.Title.Window))},
 		buttons: [2]string{"Confirm", "Cancel"},
 		focus:   v.Focus,
 		err:     v.Error,
+	}
+	if !v.Title.Price.Known() {
+		// Confirming sends the price shown; the head-end answers an
+		// unknown one with the real price, which the screen then shows.
+		d.accent = "Price not known yet"
+	}
+	if v.Title.Window > 0 {
+		d.lines = append(d.lines, fmt.Sprintf("Watch it as often as you like for %s.", Hours(v.Title.Window)))
 	}
 	if v.Title.Length > 0 {
 		d.lines = append(d.lines, "Running time "+runningTime(v.Title.Length))

@@ -76,10 +76,16 @@ func boot(ctx context.Context, b board.Board, panel board.Panel, log *slog.Logge
 }
 
 // refuse is the fallback (B2'): it lives in the ROM, says why, lights the
-// service state, and halts without touching the disk again.
+// service state, and halts without touching the disk again. The console
+// and the panel come first; the TV's service screen is best effort, and
+// is left up for a moment before the halt, which on this board powers
+// the box (and the picture) off.
 func refuse(ctx context.Context, console io.Writer, panel board.Panel, b board.Board, err error) {
 	fmt.Fprintf(console, "%s%v\n", RefusedMarker, err)
 	show(ctx, panel, board.PanelServiceNeeded, err.Error(), nil)
+	if serviceScreen(ctx, console, err, screenWait, openDisplay) {
+		time.Sleep(screenHold)
+	}
 	for {
 		if err := b.Halt(); err != nil {
 			fmt.Fprintf(console, "stage1: halt failed (%v); stopping here\n", err)
