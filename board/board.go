@@ -27,6 +27,39 @@ type Panel interface {
 	Show(ctx context.Context, state PanelState, detail string) error
 }
 
+// LED is a front-panel light.
+type LED string
+
+// The box's lights.
+const (
+	LEDPower   LED = "POWER"   // on while the box runs; blinking when it needs service
+	LEDNetwork LED = "NETWORK" // on while the box has a network address
+)
+
+// Light is what an LED does.
+type Light string
+
+// What a light can do.
+const (
+	LightOff   Light = "OFF"
+	LightOn    Light = "ON"
+	LightBlink Light = "BLINK"
+)
+
+// LEDs is implemented by panels that have status lights.
+type LEDs interface {
+	SetLED(ctx context.Context, led LED, light Light) error
+}
+
+// SetLED sets a light if the panel has lights; a panel without them, or
+// no panel at all (nil), is not an error.
+func SetLED(ctx context.Context, p Panel, led LED, light Light) error {
+	if l, ok := p.(LEDs); ok {
+		return l.SetLED(ctx, led, light)
+	}
+	return nil
+}
+
 // Board is one hardware profile.
 type Board interface {
 	// ID is the board identifier firmware images are signed for.

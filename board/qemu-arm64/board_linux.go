@@ -54,3 +54,11 @@ func (p panel) Show(_ context.Context, st board.PanelState, detail string) error
 	}
 	return nil
 }
+
+// SetLED writes one line per change: "LED <name> <light>".
+func (p panel) SetLED(_ context.Context, led board.LED, light board.Light) error {
+	if _, err := fmt.Fprintf(p.f, "LED %s %s\n", led, light); err != nil {
+		return fmt.Errorf("front panel LED: %w", err)
+	}
+	return nil
+}

@@ -66,6 +66,14 @@ func TestBakedBoxFirstBoot(t *testing.T) {
 	waitLine(t, ctx, v, `msg="daemon ready" daemon=playerd`)
 	ok := waitLine(t, ctx, v, `^BOOT OK `)
 	t.Logf("%s after power-on: %s", time.Since(start).Round(100*time.Millisecond), ok)
+	// The front panel's lights: blinking through the boot, on once running
+	// and once the network has an address (user networking's DHCP).
+	waitLine(t, ctx, v, `stage2: network eth0 `)
+	for _, want := range []string{"LED POWER BLINK", "LED POWER ON", "LED NETWORK ON"} {
+		if err := v.WaitPanel(ctx, want); err != nil {
+			t.Errorf("front panel never showed %q: %v\n%s", want, err, v.Panel())
+		}
+	}
 	if c := v.Console(); strings.Contains(c, "DATA IS NOT PERSISTENT") || strings.Contains(c, "BOOT UNHEALTHY") {
 		t.Errorf("the box booted degraded:\n%s", grepLines(c, "DATA IS NOT PERSISTENT", "BOOT UNHEALTHY"))
 	}

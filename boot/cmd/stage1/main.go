@@ -31,6 +31,11 @@ func main() {
 	log := console.Logger(os.Stdout, "stage1: ")
 	b := qemuarm64.Board{}
 	panel := openPanel(ctx, b, log)
+	// Blinking until the second stage says it runs, or for good if this
+	// box needs service.
+	if err := board.SetLED(ctx, panel, board.LEDPower, board.LightBlink); err != nil {
+		log.Warn("front panel", "err", err)
+	}
 
 	// Anything that goes wrong, including a panic, ends in the fallback:
 	// the process must never exit, or init would look for a shell.

@@ -63,8 +63,22 @@ func run(ctx context.Context, console io.Writer, log *slog.Logger) error {
 	if err := mountBasics(); err != nil {
 		return err
 	}
+	b := qemuarm64.Board{}
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	panel, err := b.Panel(pctx)
+	cancel()
+	if err != nil {
+		log.Warn("front panel unavailable", "err", err)
+		panel = nil
+	}
+	led := func(l board.LED, light board.Light) {
+		if err := board.SetLED(ctx, panel, l, light); err != nil {
+			log.Warn("front panel", "err", err)
+		}
+	}
+	led(board.LEDNetwork, board.LightOff)
 	tuneNetwork(log)
-	startNetwork(ctx, console, log)
+	startNetwork(ctx, console, log, func() { led(board.LEDNetwork, board.LightOn) })
 	cmdline, err := os.ReadFile("/proc/cmdline")
 	if err != nil {
 		return err
@@ -89,13 +103,6 @@ func run(ctx context.Context, console io.Writer, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	b := qemuarm64.Board{}
-	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	panel, err := b.Panel(pctx)
-	cancel()
-	if err != nil {
-		log.Warn("front panel unavailable", "err", err)
-	}
 	show := func(st board.PanelState, detail string) {
 		if panel != nil {
 			if err := panel.Show(ctx, st, detail); err != nil {
@@ -116,6 +123,7 @@ func run(ctx context.Context, console io.Writer, log *slog.Logger) error {
 	h := <-health
 	if !h.OK {
 		show(board.PanelServiceNeeded, h.Err.Error())
+		led(board.LEDPower, board.LightBlink)
 		if params.Trial {
 			return h.Err // reboot: stage one returns to the trusted image
 		}
@@ -132,6 +140,7 @@ func run(ctx context.Context, console io.Writer, log *slog.Logger) error {
 	}
 	reportTPM(ctx, console, params, log)
 	show(board.PanelRunning, fmt.Sprintf("version %d", params.Version))
+	led(board.LEDPower, board.LightOn)
 	fmt.Fprintf(console, "%s version=%d slot=%s\n", okMarker, params.Version, params.Slot)
 	select {} // the supervisor keeps the daemons running
 }
@@ -160,7 +169,7 @@ const ResolvConf = "/etc/resolv.conf"
 // configured by DHCP in the background: the daemons must cope with a
 // network that comes later or goes away anyway, and a box without a cable
 // still boots.
-func startNetwork(ctx context.Context, console io.Writer, log *slog.Logger) {
+func startNetwork(ctx context.Context, console io.Writer, log *slog.Logger, onLease func()) {
 	if err := dhcp.LinkUp("lo"); err != nil {
 		log.Warn("loopback not up", "err", err)
 	}
@@ -176,7 +185,10 @@ func startNetwork(ctx context.Context, console io.Writer, log *slog.Logger) {
 		}
 		n++
 		c := &dhcp.Client{Interface: ifc.Name, ResolvConf: ResolvConf, Log: log.With("interface", ifc.Name),
-			OnLease: func(l dhcp.Lease) { fmt.Fprintf(console, "%s%s\n", networkMarker, l) }}
+			OnLease: func(l dhcp.Lease) {
+				fmt.Fprintf(console, "%s%s\n", networkMarker, l)
+				onLease()
+			}}
 		go func() {
 			if err := c.Run(ctx); err != nil && ctx.Err() == nil {
 				log.Error("network down for good", "interface", ifc.Name, "err", err)
