@@ -464,11 +464,21 @@ type PassRequest struct {
 
 // PassResponse carries a media pass or says why there is none.
 type PassResponse struct {
-	Title  media.ID `json:"title"`
-	Pass   []byte   `json:"pass,omitempty"`
-	Price  string   `json:"price,omitempty"`
-	Reason string   `json:"reason,omitempty"`
+	Title media.ID `json:"title"`
+	Pass  []byte   `json:"pass,omitempty"`
+	Price string   `json:"price,omitempty"`
+	// Offer says what the price buys, with Price: "rent" (for
+	// WindowSeconds) or "buy".
+	Offer         string `json:"offer,omitempty"`
+	WindowSeconds int64  `json:"window_seconds,omitempty"`
+	Reason        string `json:"reason,omitempty"`
 }
+
+// What a price offers.
+const (
+	OfferRent = "rent"
+	OfferBuy  = "buy"
+)
 
 // KeyRequest presents a media pass to the key vault.
 type KeyRequest struct {
@@ -505,7 +515,15 @@ func (p PassRequest) Validate() error {
 	}
 	return nil
 }
-func (p PassResponse) Validate() error { return checkReason(p.Reason) }
+func (p PassResponse) Validate() error {
+	switch {
+	case p.Offer != "" && p.Offer != OfferRent && p.Offer != OfferBuy:
+		return fmt.Errorf("pass response: offer %q", p.Offer)
+	case p.WindowSeconds < 0 || len(p.Price) > maxPrice:
+		return errors.New("pass response: bad price or window")
+	}
+	return checkReason(p.Reason)
+}
 func (k KeyRequest) Validate() error {
 	if len(k.Pass) == 0 || len(k.Pass) > 8<<10 {
 		return errors.New("key request: pass missing or too large")

@@ -180,6 +180,12 @@ func (s *Service) grant(ctx context.Context, box api.BoxID, req api.PassRequest,
 		return *q.Covered, nil
 	}
 	resp.Price = q.Price.String()
+	resp.Offer = api.OfferRent
+	if q.Kind == customers.KindBuy {
+		resp.Offer = api.OfferBuy
+	} else {
+		resp.WindowSeconds = int64(q.Window / time.Second)
+	}
 	if !req.Confirm {
 		resp.Reason = confirmReason(q, over)
 		return customers.Purchase{}, fmt.Errorf("%w: %w", playErr, customers.ErrNotConfirmed)

@@ -199,7 +199,7 @@ func TestEndToEnd(t *testing.T) {
 	if !errors.Is(err, customers.ErrNotConfirmed) || !errors.Is(err, customers.ErrNotPurchased) {
 		t.Fatalf("unconfirmed play: %v, want ErrNotConfirmed and ErrNotPurchased", err)
 	}
-	if resp.Price != "3.99 EUR" || len(resp.Pass) != 0 || !strings.Contains(resp.Reason, "Confirm to rent") ||
+	if resp.Price != "3.99 EUR" || resp.Offer != api.OfferRent || resp.WindowSeconds != 24*3600 || len(resp.Pass) != 0 || !strings.Contains(resp.Reason, "Confirm to rent") ||
 		!strings.Contains(resp.Reason, "24 hours") {
 		t.Fatalf("unconfirmed play: %+v", resp)
 	}
@@ -255,7 +255,8 @@ func TestPurchaseWindow(t *testing.T) {
 	v := e.signUp("alice")
 
 	resp, err := e.passFor(v, tBuy, false)
-	if !errors.Is(err, customers.ErrNotConfirmed) || resp.Price != "9.99 EUR" || !strings.Contains(resp.Reason, "Buying") {
+	if !errors.Is(err, customers.ErrNotConfirmed) || resp.Price != "9.99 EUR" || resp.Offer != api.OfferBuy || resp.WindowSeconds != 0 ||
+		!strings.Contains(resp.Reason, "Buying") {
 		t.Fatalf("unconfirmed: %+v, %v", resp, err)
 	}
 	checkPass(t, e, v, e.mustPass(v, tBuy), tBuy, start.Add(4*time.Hour))

@@ -231,9 +231,10 @@ type Daemon struct {
 
 // offer is the head-end's price for playing a title, from a pass answer.
 type offer struct {
-	raw    string   // as the head-end wrote it: what a confirmation sends back
-	price  tv.Price // as the TV shows it
-	window time.Duration
+	raw    string        // as the head-end wrote it: what a confirmation sends back
+	price  tv.Price      // as the TV shows it
+	window time.Duration // a rental's; zero for a purchase
+	buy    bool
 	at     time.Time
 }
 

@@ -43,7 +43,7 @@ func TestViewerJourney(t *testing.T) {
 	}
 	e.be.pass = func(req api.PassRequest) api.PassResponse {
 		if !req.Confirm {
-			return api.PassResponse{Title: req.Title, Price: "3.99 EUR", Reason: rentReason}
+			return api.PassResponse{Title: req.Title, Price: "3.99 EUR", Offer: api.OfferRent, WindowSeconds: 48 * 3600, Reason: rentReason}
 		}
 		if req.Price != "3.99 EUR" {
 			return api.PassResponse{Title: req.Title, Price: "3.99 EUR", Reason: "The price is now 3.99 EUR; confirm again to pay it."}
@@ -163,7 +163,7 @@ func TestRefusals(t *testing.T) {
 		case req.Title == region.ID:
 			return api.PassResponse{Title: req.Title, Reason: regionReason}
 		case req.Title == rented.ID && rentalOver:
-			return api.PassResponse{Title: req.Title, Price: "2.49 EUR", Reason: over}
+			return api.PassResponse{Title: req.Title, Price: "2.49 EUR", Offer: api.OfferRent, WindowSeconds: 24 * 3600, Reason: over}
 		}
 		return e.grant(req.Title, time.Hour) // rented on the web
 	}
@@ -353,25 +353,27 @@ func TestFFmpegArgs(t *testing.T) {
 
 func TestParseOffer(t *testing.T) {
 	for _, tc := range []struct {
-		price, reason string
-		ok            bool
-		want          tv.Price
-		window        time.Duration
+		resp   api.PassResponse
+		ok     bool
+		want   tv.Price
+		window time.Duration
+		buy    bool
 	}{
-		{"3.99 EUR", rentReason, true, tv.Price{Amount: 399, Currency: "EUR"}, 48 * time.Hour},
-		{"12.00 USD", "Buying this title costs 12.00 USD. Confirm to buy it and play.", true, tv.Price{Amount: 1200, Currency: "USD"}, 0},
-		{"0.50 EUR", "… lets you watch it for 1 hour. Confirm …", true, tv.Price{Amount: 50, Currency: "EUR"}, time.Hour},
-		{"0.50 EUR", "… lets you watch it for 90 minutes. …", true, tv.Price{Amount: 50, Currency: "EUR"}, 90 * time.Minute},
-		{"no price", "", false, tv.Price{}, 0},
-		{"3,99 EUR", "", false, tv.Price{}, 0},
-		{"3.9 EUR", "", false, tv.Price{}, 0},
+		{api.PassResponse{Price: "3.99 EUR", Offer: api.OfferRent, WindowSeconds: 48 * 3600}, true, tv.Price{Amount: 399, Currency: "EUR"}, 48 * time.Hour, false},
+		{api.PassResponse{Price: "12.00 USD", Offer: api.OfferBuy}, true, tv.Price{Amount: 1200, Currency: "USD"}, 0, true},
+		{api.PassResponse{Price: "12.00 USD", Offer: api.OfferBuy, WindowSeconds: 60}, true, tv.Price{Amount: 1200, Currency: "USD"}, 0, true},
+		{api.PassResponse{Price: "0.50 EUR", Offer: api.OfferRent, WindowSeconds: 90 * 60}, true, tv.Price{Amount: 50, Currency: "EUR"}, 90 * time.Minute, false},
+		{api.PassResponse{Price: "0.50 EUR"}, true, tv.Price{Amount: 50, Currency: "EUR"}, 0, false},
+		{api.PassResponse{Price: "no price"}, false, tv.Price{}, 0, false},
+		{api.PassResponse{Price: "3,99 EUR"}, false, tv.Price{}, 0, false},
+		{api.PassResponse{Price: "3.9 EUR"}, false, tv.Price{}, 0, false},
 	} {
-		o, ok := parseOffer(api.PassResponse{Price: tc.price, Reason: tc.reason}, time.Now())
-		if ok != tc.ok || o.price != tc.want || o.window != tc.window || (ok && o.raw != tc.price) {
-			t.Errorf("parseOffer(%q, %q) = %+v, %v; want %+v, %s, %v", tc.price, tc.reason, o, ok, tc.want, tc.window, tc.ok)
+		o, ok := parseOffer(tc.resp, time.Now())
+		if ok != tc.ok || o.price != tc.want || o.window != tc.window || o.buy != tc.buy || (ok && o.raw != tc.resp.Price) {
+			t.Errorf("parseOffer(%+v) = %+v, %v; want %+v, %s, buy %v, %v", tc.resp, o, ok, tc.want, tc.window, tc.buy, tc.ok)
 		}
-		if ok && formatPrice(o.price) != tc.price {
-			t.Errorf("formatPrice(%+v) = %q, want %q", o.price, formatPrice(o.price), tc.price)
+		if ok && formatPrice(o.price) != tc.resp.Price {
+			t.Errorf("formatPrice(%+v) = %q, want %q", o.price, formatPrice(o.price), tc.resp.Price)
 		}
 	}
 }

@@ -284,15 +284,10 @@ func (d *Daemon) openPurchase(r *request, reason string) {
 	}
 }
 
-var (
-	priceRE  = regexp.MustCompile(`^(-?)([0-9]{1,15})\.([0-9]{2}) ([A-Z]{3})$`)
-	windowRE = regexp.MustCompile(`watch it for ([0-9]+) (hour|hours|minute|minutes)\b`)
-)
+var priceRE = regexp.MustCompile(`^(-?)([0-9]{1,15})\.([0-9]{2}) ([A-Z]{3})$`)
 
 // parseOffer reads the head-end's price ("3.99 EUR", customers.Money's
-// form). The rental window is only in the reason's words ("...lets you
-// watch it for 48 hours"); read it from there when it is, so the
-// purchase screen can say it, and leave it unknown otherwise.
+// form) and what it offers: a rental for its window, or a purchase.
 func parseOffer(resp api.PassResponse, now time.Time) (offer, bool) {
 	m := priceRE.FindStringSubmatch(resp.Price)
 	if m == nil {
@@ -304,14 +299,10 @@ func parseOffer(resp api.PassResponse, now time.Time) (offer, bool) {
 	if m[1] == "-" {
 		amount = -amount
 	}
-	o := offer{raw: resp.Price, price: tv.Price{Amount: amount, Currency: m[4]}, at: now}
-	if w := windowRE.FindStringSubmatch(resp.Reason); w != nil {
-		n, _ := strconv.Atoi(w[1])
-		unit := time.Hour
-		if strings.HasPrefix(w[2], "minute") {
-			unit = time.Minute
-		}
-		o.window = time.Duration(n) * unit
+	o := offer{raw: resp.Price, price: tv.Price{Amount: amount, Currency: m[4]}, at: now,
+		buy: resp.Offer == api.OfferBuy}
+	if !o.buy {
+		o.window = time.Duration(resp.WindowSeconds) * time.Second
 	}
 	return o, true
 }

@@ -163,7 +163,7 @@ func (d *Daemon) title(it api.CatalogItem) tv.Title {
 		t.Genres = []string{it.Genre}
 	}
 	if o, ok := d.offers[it.Title]; ok {
-		t.Price, t.Window = o.price, o.window
+		t.Price, t.Window, t.Buy = o.price, o.window, o.buy
 	}
 	return t
 }

@@ -58,8 +58,9 @@ type Title struct {
 	ID     string
 	Name   string
 	Genres []string
-	Price  Price         // what a rental costs
+	Price  Price         // what a rental (or, with Buy, the title) costs
 	Window time.Duration // how long a rental stays viewable
+	Buy    bool          // the title is sold, not rented
 	Length time.Duration // running time, zero if unknown
 }
 

@@ -522,8 +522,12 @@ func (f *frame) dialog(d dialog) Layout {
 // Purchase draws the rental confirmation: the title, the price, how long
 // it stays viewable, and Confirm and Cancel.
 func (r *Renderer) Purchase(dst *image.RGBA, v PurchaseView) Layout {
+	heading := "Rent this movie?"
+	if v.Title.Buy {
+		heading = "Buy this movie?"
+	}
 	d := dialog{
-		heading: "Rent this movie?",
+		heading: heading,
 		title:   v.Title.Name,
 		accent:  v.Title.Price.String(),
 		buttons: [2]string{"Confirm", "Cancel"},
