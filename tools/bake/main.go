@@ -3,7 +3,11 @@
 //
 //	go run ./tools/bake -board qemu-arm64              # development keys in out/keys
 //	go run ./tools/bake -board qemu-arm64 -keys /secure/keys
+//	go run ./tools/bake -headend 203.0.113.1:7443 -headend-data /var/lib/boxswarm-headend
 //
+// -headend and -headend-data bake in the operator's head-end: the address
+// boxes dial, and the data folder `headend serve` made, whose CA
+// certificate and public keys the boxes trust (the recipe's "box").
 // Without -keys it generates development keys once and reuses them; a
 // manufacturer passes its own key directory (root.pub, signing.key,
 // signing.cert, rom.key, rom.crt; see tools/fwtool).
@@ -27,9 +31,11 @@ func main() {
 	out := flag.String("out", "", "output folder (default out/<board>)")
 	keys := flag.String("keys", "", "manufacturer key folder (default: development keys in out/keys)")
 	version := flag.Uint64("version", 0, "override the recipe's image version")
+	headend := flag.String("headend", "", "the head-end's gateway address as boxes dial it (overrides the recipe's box.headend)")
+	headendData := flag.String("headend-data", "", "the head-end's data folder, for its CA and public keys (overrides box.headend_data)")
 	noVerify := flag.Bool("insecure-noverify", false, "build a stage one that skips signature and hash checks, to measure what they cost; NEVER flash it")
 	flag.Usage = func() {
-		fmt.Fprintf(flag.CommandLine.Output(), "usage: bake [-board B] [-out DIR] [-keys DIR] [-version N] [-insecure-noverify]\n")
+		fmt.Fprintf(flag.CommandLine.Output(), "usage: bake [-board B] [-out DIR] [-keys DIR] [-version N] [-headend ADDR] [-headend-data DIR] [-insecure-noverify]\n")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
@@ -40,13 +46,14 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bake: WARNING: stage one will NOT verify firmware (-insecure-noverify); for measurements only")
 		tags = append(tags, "insecure_noverify")
 	}
-	if err := run(ctx, *board, *out, *keys, *version, tags); err != nil {
+	box := images.Box{HeadEnd: *headend, HeadEndData: *headendData}
+	if err := run(ctx, *board, *out, *keys, *version, box, tags); err != nil {
 		fmt.Fprintf(os.Stderr, "bake: %v\n", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, board, out, keyDir string, version uint64, tags []string) error {
+func run(ctx context.Context, board, out, keyDir string, version uint64, box images.Box, tags []string) error {
 	root, err := repoRoot()
 	if err != nil {
 		return err
@@ -57,6 +64,21 @@ func run(ctx context.Context, board, out, keyDir string, version uint64, tags []
 	}
 	if version != 0 {
 		r.ImageVersion = version
+	}
+	if box.HeadEnd != "" || box.HeadEndData != "" {
+		b := images.Box{}
+		if r.Box != nil {
+			b = *r.Box
+		}
+		if box.HeadEnd != "" {
+			b.HeadEnd = box.HeadEnd
+		}
+		if box.HeadEndData != "" {
+			if b.HeadEndData, err = filepath.Abs(box.HeadEndData); err != nil {
+				return err
+			}
+		}
+		r.Box = &b
 	}
 	if out == "" {
 		out = filepath.Join(root, "out", board)
