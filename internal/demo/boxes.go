@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -32,10 +33,18 @@ func (s *System) BakeImage(ctx context.Context) (string, error) {
 	r.Box = &images.Box{HeadEnd: s.Gateway.String(), HeadEndData: s.data}
 	r.Stage2.Supervisor.Daemons = append(r.Stage2.Supervisor.Daemons[:0:0], r.Stage2.Supervisor.Daemons...)
 	for i, d := range r.Stage2.Supervisor.Daemons {
-		if d.Name == "playerd" {
+		switch d.Name {
+		case "playerd":
 			d.Args = append(append([]string(nil), d.Args...), "-report-framemd5", "virtio:report")
-			r.Stage2.Supervisor.Daemons[i] = d
+		case "transferd":
+			// Progress every second, so that the scheduler (and the test
+			// polling it) sees a download move while it lasts.
+			d.Args = append(append([]string(nil), d.Args...), "-progress", "1s")
+			if s.cfg.DownKbps > 0 {
+				d.Args = append(d.Args, "-down-kbps", fmt.Sprint(s.cfg.DownKbps))
+			}
 		}
+		r.Stage2.Supervisor.Daemons[i] = d
 	}
 	r, err := bake.ResolveBox(r, s.cfg.Repo, s.art.KeyDir)
 	if err != nil {
@@ -91,9 +100,12 @@ type Box struct {
 	Disk   string // its own copy of the disk image
 	Report string // what it wrote to its report port
 	ID     api.BoxID
-	vm     *vm.VM
-	dir    string
-	tpm    string
+	// PoweredOn is when the box was last powered on.
+	PoweredOn time.Time
+	vm        *vm.VM
+	clock     *consoleClock
+	dir       string
+	tpm       string
 }
 
 // Boot copies the factory disk for a new box and powers it on in home.
@@ -122,14 +134,18 @@ func (s *System) PowerOn(ctx context.Context, b *Box) error {
 	lan := netip.PrefixFrom(netip.AddrFrom4([4]byte{192, 168, byte(150 + b.Home), 1}), 24)
 	m := qemuarm64.Machine{Disk: b.Disk, BIOS: a.ROM.UBoot, DTB: a.ROM.DTB, FIT: a.ROM.FIT, ReportPath: b.Report,
 		MAC: fmt.Sprintf("52:54:00:12:34:%02x", 0x50+b.Home)}
-	v, err := vm.Start(ctx, vm.Config{Machine: m, TPMState: b.tpm, Dir: b.dir, Console: prefixed(s.cfg.Console, b.Name),
+	clock := &consoleClock{next: prefixed(s.cfg.Console, b.Name)}
+	on := time.Now()
+	v, err := vm.Start(ctx, vm.Config{Machine: m, TPMState: b.tpm, Dir: b.dir, Console: clock,
 		Net: vm.TapNet{Namespace: s.top.Homes[b.Home].Router.Name, Name: "box" + fmt.Sprint(b.Home), Addr: lan}})
 	if err != nil {
 		return fmt.Errorf("demo: power on %s: %w", b.Name, err)
 	}
-	b.vm = v
+	b.vm, b.clock, b.PoweredOn = v, clock, on
 	s.mu.Lock()
-	s.boxes = append(s.boxes, b)
+	if !slices.Contains(s.boxes, b) {
+		s.boxes = append(s.boxes, b)
+	}
 	s.mu.Unlock()
 	s.logf("%s powered on in home %d, behind NAT %s", b.Name, b.Home, s.top.Homes[b.Home].WANAddr)
 	return nil
@@ -142,6 +158,12 @@ func (b *Box) WaitFor(ctx context.Context, pattern string) (string, error) {
 		return "", fmt.Errorf("%s: %w\n%s", b.Name, err, tail(b.vm.Console(), 40))
 	}
 	return l, nil
+}
+
+// LineAt returns when the first console line matching pattern arrived
+// since the box was last powered on, and the line.
+func (b *Box) LineAt(pattern string) (time.Time, string, bool) {
+	return b.clock.first(regexp.MustCompile(pattern))
 }
 
 // Console returns the box's serial console so far.
@@ -248,6 +270,50 @@ func (p *linePrefixer) Write(b []byte) (int, error) {
 		fmt.Fprintf(p.w, "%s%s\n", p.prefix, p.buf[:i])
 		p.buf = p.buf[i+1:]
 	}
+}
+
+// consoleClock notes when each console line arrived, and passes the lines
+// on to next (if set).
+type consoleClock struct {
+	next  io.Writer
+	mu    sync.Mutex
+	buf   []byte
+	lines []timedLine
+}
+
+type timedLine struct {
+	at   time.Time
+	text string
+}
+
+func (c *consoleClock) Write(b []byte) (int, error) {
+	now := time.Now()
+	c.mu.Lock()
+	c.buf = append(c.buf, b...)
+	for {
+		i := bytes.IndexByte(c.buf, '\n')
+		if i < 0 {
+			break
+		}
+		c.lines = append(c.lines, timedLine{now, string(bytes.TrimRight(c.buf[:i], "\r"))})
+		c.buf = c.buf[i+1:]
+	}
+	c.mu.Unlock()
+	if c.next != nil {
+		return c.next.Write(b)
+	}
+	return len(b), nil
+}
+
+func (c *consoleClock) first(re *regexp.Regexp) (time.Time, string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, l := range c.lines {
+		if re.MatchString(l.text) {
+			return l.at, l.text, true
+		}
+	}
+	return time.Time{}, "", false
 }
 
 func tail(s string, n int) string {

@@ -47,7 +47,20 @@ type Config struct {
 	Log io.Writer
 	// Console, if set, receives the boxes' serial consoles.
 	Console io.Writer
+	// DownKbps caps every box's downloads (transferd -down-kbps), so that
+	// a download lasts long enough to be seen in progress on the TV and to
+	// be cut by a power cut: DefaultDownKbps if zero, no cap if negative.
+	// The image is shared, so the cap is the same on every box.
+	DownKbps int
+	// MainPathOnly plays the story with one title, without the My List
+	// of mixed states and the power cut: what the benchmark times (with
+	// no download cap), and nothing the test checks beyond the main path.
+	MainPathOnly bool
 }
+
+// DefaultDownKbps is the download cap the demo's boxes get unless told
+// otherwise: a 0.9 MB sample title takes about 6 s.
+const DefaultDownKbps = 1200
 
 // Head-end ports on the internet's address.
 const (
@@ -91,6 +104,9 @@ func Start(ctx context.Context, cfg Config) (_ *System, err error) {
 	}
 	if cfg.Homes == 0 {
 		cfg.Homes = 2
+	}
+	if cfg.DownKbps == 0 {
+		cfg.DownKbps = DefaultDownKbps
 	}
 	art, err := bake.LoadArtifacts(cfg.Images)
 	if err != nil {

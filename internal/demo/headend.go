@@ -41,7 +41,17 @@ func (s *System) startHeadEnd(ctx context.Context) error {
 	// that it closes its stores cleanly.
 	s.headend = inet.Command(context.WithoutCancel(ctx), filepath.Join(s.bin, "headend"), "serve", "-data", s.data,
 		"-gateway", at(gatewayPort), "-admin", at(adminPort), "-web", at(webPort), "-turn", at(turnPort),
-		"-media-listen", at(mediaPort), "-name", inet.Addr.String(), "-tick", "100ms")
+		"-media-listen", at(mediaPort), "-name", inet.Addr.String(), "-tick", "100ms",
+		// The scheduler's own placements (at least three copies of every
+		// title) would, in a swarm of two boxes, copy every title to box 2
+		// before Bob asks for one; the story is about the copy he asks
+		// for, so they wait beyond any run of it. Shadow lists have their
+		// own tests in headend/scheduler.
+		"-shadow-every", "1h",
+		// The boxes report progress every second (BakeImage): a transfer
+		// cut by a power cut is given up after 10 s of silence, not the
+		// default 30 s, so that the reboot's download resumes sooner.
+		"-progress-timeout", "10s")
 	logFile, err := os.Create(filepath.Join(s.cfg.Dir, "headend.log"))
 	if err != nil {
 		return err
@@ -119,6 +129,7 @@ type Title struct {
 	ID     media.ID
 	Name   string
 	Source string // the file it was imported from
+	Pieces int    // in its manifest
 	// Key is the content key, which the demo keeps only to check that it
 	// is on no box's disk.
 	Key []byte
@@ -155,7 +166,9 @@ func (s *System) Import(ctx context.Context, name string) (Title, error) {
 	}
 	sink := &keepingSink{next: &admin.KeySink{Client: s.Admin, Vault: vk}}
 	pkgs := filepath.Join(s.cfg.Dir, "packages")
-	m, err := importer.ImportFile(ctx, src, importer.Options{Out: pkgs, MediaKey: mediaKey, Keys: sink}, nil)
+	// The smallest pieces: the sample is under a megabyte, and with 1 MiB
+	// pieces it would be one piece, never seen part-downloaded.
+	m, err := importer.ImportFile(ctx, src, importer.Options{Out: pkgs, MediaKey: mediaKey, Keys: sink, PieceSize: media.MinPieceSize}, nil)
 	if err != nil {
 		return Title{}, fmt.Errorf("demo: import %s: %w", name, err)
 	}
@@ -176,7 +189,7 @@ func (s *System) Import(ctx context.Context, name string) (Title, error) {
 		return Title{}, fmt.Errorf("demo: publish %s: %w", name, err)
 	}
 	s.logf("imported %q (%s): key in the vault, package on the media server, published at 2.99 EUR", name, m.ID)
-	return Title{ID: m.ID, Name: name, Source: src, Key: sink.key}, nil
+	return Title{ID: m.ID, Name: name, Source: src, Pieces: m.NumPieces(), Key: sink.key}, nil
 }
 
 // keepingSink passes the key on and keeps a copy for the disk scan.
