@@ -117,6 +117,11 @@ type Register struct {
 	// connections (host:port), if it does: media servers and test agents.
 	// Boxes behind NAT leave it empty and are reached through WebRTC.
 	PieceAddr string `json:"piece_addr,omitempty"`
+	// Instance is chosen at random each time the box's transfer engine
+	// starts. A new one tells the scheduler the box restarted (a power cut,
+	// a crash) rather than reconnected: the transfers it had in flight
+	// are gone.
+	Instance uint64 `json:"instance,omitempty"`
 }
 
 // Registered accepts a registration and hands out STUN/TURN credentials.

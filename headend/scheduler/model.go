@@ -36,13 +36,14 @@ type box struct {
 
 	cert       [32]byte // SHA-256 of its device certificate
 	activated  int64
-	online     bool  // considered alive; false once taken offline
-	connected  bool  // has a gateway connection
-	hold       bool  // a one-sided timeout: no new jobs until heard from again, or for OfflineAfter
-	registered bool  // sent Register on this connection
-	lastSeen   int64 // unix ms
-	lastServed int64 // unix ms; the receiver served least recently goes first
-	lastSent   int64 // unix ms; the donor sending least recently goes first
+	online     bool   // considered alive; false once taken offline
+	connected  bool   // has a gateway connection
+	hold       bool   // a one-sided timeout: no new jobs until heard from again, or for OfflineAfter
+	registered bool   // sent Register on this connection
+	instance   uint64 // api.Register.Instance: a new one means the box restarted
+	lastSeen   int64  // unix ms
+	lastServed int64  // unix ms; the receiver served least recently goes first
+	lastSent   int64  // unix ms; the donor sending least recently goes first
 
 	upLegs, downJobs int8  // active transfer legs as sender, jobs as receiver
 	upKbpsBusy       int32 // uplink promised to active legs

@@ -584,3 +584,65 @@ func TestTell(t *testing.T) {
 		t.Errorf("the box is owed %v, want the pass response", got)
 	}
 }
+
+// TestRestartedBox: a box that registers with a new instance has
+// restarted and forgotten its transfers, which end at once, without
+// putting anyone on hold; the title is planned again. A reconnection
+// (the same instance) leaves them running.
+func TestRestartedBox(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		who      func(r api.BoxID, ds []api.BoxID) api.BoxID
+		instance uint64
+		ends     bool
+	}{
+		{"the receiver reconnects", func(r api.BoxID, _ []api.BoxID) api.BoxID { return r }, 1, false},
+		{"the receiver restarts", func(r api.BoxID, _ []api.BoxID) api.BoxID { return r }, 2, true},
+		{"the donor restarts", func(_ api.BoxID, ds []api.BoxID) api.BoxID { return ds[0] }, 2, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h, r, ds, ts := started(t, 1)
+			if len(ts) != 1 {
+				t.Fatalf("%d transfers started, want 1", len(ts))
+			}
+			id := ts[0].Transfer
+			h.mustDeliver(r, api.TransferStarted{Transfer: id})
+			h.mustDeliver(ds[0], api.TransferStarted{Transfer: id})
+
+			box := tc.who(r, ds)
+			reg := h.regs[box]
+			reg.Instance = 1
+			h.regs[box] = reg
+			h.connect(box) // the first instance the scheduler sees is no restart
+			if tr := h.transfer(id); tr.State == schedstore.TransferFailed {
+				t.Fatalf("the first registration with an instance ended the transfer: %s", tr.Outcome)
+			}
+			reg.Instance = tc.instance
+			h.regs[box] = reg
+			h.disconnect(box)
+			h.connect(box)
+
+			tr := h.transfer(id)
+			if ended := tr.State == schedstore.TransferFailed; ended != tc.ends {
+				t.Fatalf("transfer %s (%s), want ended %v", tr.State, tr.Outcome, tc.ends)
+			}
+			if tc.ends && !strings.Contains(tr.Outcome, "restarted") {
+				t.Errorf("outcome %q, want it to say the box restarted", tr.Outcome)
+			}
+			h.run(func(s *Scheduler) error {
+				for _, b := range []api.BoxID{r, ds[0]} {
+					if s.st.boxes[s.st.boxByID[b]].hold {
+						t.Errorf("%s is on hold", h.name(b))
+					}
+				}
+				return nil
+			})
+			if tc.ends {
+				h.tick()
+				if again := h.starts(r); len(again) != 1 || again[0].Title != h.titles["T"] {
+					t.Errorf("after the restart the title was not planned again: %v", h.describe(r, again))
+				}
+			}
+		})
+	}
+}

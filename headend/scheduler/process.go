@@ -143,6 +143,12 @@ func (s *Scheduler) handle(b boxIdx, body api.Body) error {
 		x.cluster = st.clusters.id(m.Cluster)
 		x.pieceAddr = m.PieceAddr
 		x.registered, x.online = true, true
+		if m.Instance != x.instance {
+			if x.instance != 0 {
+				s.restarted(b)
+			}
+			x.instance = m.Instance
+		}
 		s.batch.boxes[b] = true
 		reg := api.Registered{Box: x.id, Time: msTime(s.nowMS)}
 		if ice := s.ice(x.id); ice != nil {

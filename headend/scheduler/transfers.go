@@ -213,6 +213,31 @@ func (s *Scheduler) monitorTransfers() {
 	}
 }
 
+// restarted ends the transfers a box had in flight before it restarted:
+// it has forgotten them, so waiting for their timeouts would only put it
+// on hold once it is back. A portion it was sending goes to another
+// donor; a title it was receiving is planned again, from what it holds.
+func (s *Scheduler) restarted(b boxIdx) {
+	x := &s.st.boxes[b]
+	s.log.Info("box restarted: its transfers in flight are ended", "box", x.id)
+	for _, l := range s.st.legs {
+		if l.sender != b && l.receiver != b {
+			continue
+		}
+		j := l.job
+		other := l.receiver
+		if other == b {
+			other = l.sender
+		}
+		s.endLeg(l, schedstore.TransferFailed, fmt.Sprintf("%s restarted", x.id), other, b)
+		if l.receiver == b {
+			s.endJob(j)
+		} else {
+			s.reassign(j, l)
+		}
+	}
+}
+
 // hold gives a box no new transfers until it is heard from, reconnects,
 // or OfflineAfter passes: a box that is connected but quiet (heartbeats
 // never reach the loop) must not stay out of the swarm for good.

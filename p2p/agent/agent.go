@@ -73,6 +73,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"slices"
 	"sync"
@@ -156,6 +157,7 @@ type Config struct {
 // Agent runs a box's transfers. Its methods are safe for concurrent use.
 type Agent struct {
 	cfg      Config
+	instance uint64 // this start's api.Register.Instance
 	log      *slog.Logger
 	up, down piece.Limiter
 	chunk    int
@@ -239,7 +241,7 @@ func New(cfg Config) (*Agent, error) {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	a := &Agent{
-		cfg: cfg, log: cfg.Log, chunk: piece.DefaultChunk,
+		cfg: cfg, log: cfg.Log, chunk: piece.DefaultChunk, instance: rand.Uint64() | 1,
 		conns:     make(chan struct{}, cfg.MaxConns),
 		transfers: map[api.TransferID]*transfer{}, ended: map[api.TransferID]endedTransfer{},
 		arrived: make(chan struct{}),
@@ -991,6 +993,7 @@ func (a *Agent) Register(r api.Register) (api.Register, error) {
 		return r, fmt.Errorf("register: %w", err)
 	}
 	r.Capacity, r.Free = capacity, max(capacity-reserved, 0)
+	r.Instance = a.instance
 	if a.cfg.UpLimit > 0 {
 		r.UpKbps = int(min(int64(a.cfg.UpLimit)*8/1000, 100_000_000))
 	}
