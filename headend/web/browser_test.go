@@ -62,7 +62,9 @@ func browse(t *testing.T, exe, name string, f *fixture) {
 	dir := artifactDir(t, name)
 	t.Logf("screenshots in %s", dir)
 
-	ctx, cancel := context.WithTimeout(context.Background(), 55*time.Second)
+	// Generous: make test runs this beside QEMU boxes on two cores, where
+	// one walk has taken close to a minute.
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	actx, acancel := chromedp.NewExecAllocator(ctx,
 		chromedp.ExecPath(exe),
@@ -124,7 +126,7 @@ func browse(t *testing.T, exe, name string, f *fixture) {
 	// before the next page has loaded.
 	waitFor := func(what string, cond func() bool) {
 		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
+		deadline := time.Now().Add(30 * time.Second)
 		for !cond() {
 			if time.Now().After(deadline) {
 				shot("failed")
