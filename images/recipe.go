@@ -148,6 +148,25 @@ func Load(path string) (Recipe, error) {
 	return r, nil
 }
 
+// RepoRoot finds the repository root (the folder holding go.mod) from the
+// working directory up, so the tools work from any subfolder.
+func RepoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("not inside the repository (no go.mod found)")
+		}
+		dir = parent
+	}
+}
+
 // ForBoard loads the recipe of a board from the images folder of the
 // repository at root.
 func ForBoard(root, board string) (Recipe, error) {

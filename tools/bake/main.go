@@ -15,7 +15,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -54,7 +53,7 @@ func main() {
 }
 
 func run(ctx context.Context, board, out, keyDir string, version uint64, box images.Box, tags []string) error {
-	root, err := repoRoot()
+	root, err := images.RepoRoot()
 	if err != nil {
 		return err
 	}
@@ -104,23 +103,4 @@ func run(ctx context.Context, board, out, keyDir string, version uint64, box ima
 	fmt.Printf("baked %s image version %d into %s\n  ROM:  %s %s %s\n  disk: %s\n",
 		board, r.ImageVersion, out, a.ROM.UBoot, a.ROM.DTB, a.ROM.FIT, a.Disk)
 	return nil
-}
-
-// repoRoot finds the folder holding go.mod, so the tool works from any
-// subfolder.
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("not inside the repository (no go.mod found)")
-		}
-		dir = parent
-	}
 }

@@ -11,7 +11,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io/fs"
@@ -37,7 +36,7 @@ func main() {
 }
 
 func run(ctx context.Context, board string, refresh, files bool) error {
-	root, err := repoRoot()
+	root, err := images.RepoRoot()
 	if err != nil {
 		return err
 	}
@@ -79,23 +78,4 @@ func run(ctx context.Context, board string, refresh, files bool) error {
 		}
 	}
 	return nil
-}
-
-// repoRoot finds the folder holding go.mod, so the tool works from any
-// subfolder.
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("not inside the repository (no go.mod found)")
-		}
-		dir = parent
-	}
 }

@@ -25,6 +25,7 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"github.com/boxswarm/boxswarm/images"
 	system "github.com/boxswarm/boxswarm/internal/demo"
 )
 
@@ -50,7 +51,7 @@ func main() {
 }
 
 func runSystem(ctx context.Context, out string, verbose, exit bool) error {
-	repo, err := os.Getwd()
+	repo, err := images.RepoRoot()
 	if err != nil {
 		return err
 	}
