@@ -47,11 +47,7 @@ func (s *System) startHeadEnd(ctx context.Context) error {
 		// before Bob asks for one; the story is about the copy he asks
 		// for, so they wait beyond any run of it. Shadow lists have their
 		// own tests in headend/scheduler.
-		"-shadow-every", "1h",
-		// The boxes report progress every second (BakeImage): a transfer
-		// cut by a power cut is given up after 10 s of silence, not the
-		// default 30 s, so that the reboot's download resumes sooner.
-		"-progress-timeout", "10s")
+		"-shadow-every", "1h")
 	logFile, err := os.Create(filepath.Join(s.cfg.Dir, "headend.log"))
 	if err != nil {
 		return err

@@ -407,14 +407,8 @@ func (s *System) powerCut(ctx context.Context, b *Box, t Title) (*PowerCut, erro
 	at := pc.AtCut.Titles[t.ID]
 	s.logf("%s's store as the cut left it: %d of %d pieces of %q present, %d of them failing their hash (e2fsck exit %d)",
 		b.Name, at.Present, at.Pieces, t.Name, len(at.Bad), pc.AtCut.Fsck)
-	// The power comes back once the scheduler has given up the cut
-	// transfer (no progress for -progress-timeout). It cannot tell a box
-	// that rebooted from one whose connection dropped, so a box back
-	// sooner would wait, on hold, for the transfer to time out and then
-	// for OfflineAfter.
-	if err := s.waitJobEnded(ctx, b, t.ID); err != nil {
-		return nil, err
-	}
+	// The power comes back at once: the box registers as a new instance,
+	// and the scheduler ends the transfers it forgot.
 	pc.Off = time.Since(cut)
 	if err := s.PowerOn(ctx, b); err != nil {
 		return nil, err
@@ -443,24 +437,6 @@ func (s *System) powerCut(ctx context.Context, b *Box, t Title) (*PowerCut, erro
 	s.logf("%s off for %v, back %v after power-on, %q complete after %v; transfers before the cut: %s; after: %s", b.Name,
 		pc.Off.Round(100*time.Millisecond), pc.Back.Round(100*time.Millisecond), t.Name, pc.Complete.Round(100*time.Millisecond), transfers(pc.Before), transfers(pc.After))
 	return pc, nil
-}
-
-// waitJobEnded waits until the scheduler has no job open for the box to
-// get title.
-func (s *System) waitJobEnded(ctx context.Context, b *Box, title media.ID) error {
-	deadline := time.Now().Add(time.Minute)
-	for {
-		st, err := s.Admin.Box(ctx, b.ID)
-		if err == nil && !slices.Contains(st.Receiving, title) {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("demo: the scheduler kept %s's transfer of %s open for a minute after the power cut (%v)", b.Name, title, err)
-		}
-		if err := sleepCtx(ctx, 200*time.Millisecond); err != nil {
-			return err
-		}
-	}
 }
 
 func transfers(ts []schedstore.Transfer) string {
