@@ -86,7 +86,7 @@ func (c *Conn) Peer() api.BoxID { return c.s.peer }
 // as a relay is a relay.
 func (c *Conn) Path() Path {
 	p := c.path
-	if p.Remote == webrtc.ICECandidateTypePrflx.String() && c.s.isRelay(c.remote) {
+	if p.Remote == webrtc.ICECandidateTypePrflx.String() && c.s.relays.isRelay(c.remote) {
 		p.Remote, p.Relayed = webrtc.ICECandidateTypeRelay.String(), true
 	}
 	return p

@@ -110,6 +110,10 @@
 // nominates a relayed pair only after [Config.RelayWait] and prefers any
 // direct pair that has succeeded by then, so relaying, which costs the
 // head-end's bandwidth, is the last resort. [Config.RelayOnly] forces it.
+// pion adds a description's candidates asynchronously, so packets from
+// the peer's announced relays are dropped until pion holds them as relays
+// (the peer resends its checks); otherwise a check that won that race
+// would pass for a direct candidate and be nominated a second early.
 //
 // # Sockets
 //

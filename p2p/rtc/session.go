@@ -50,8 +50,7 @@ type session struct {
 	qmu        sync.Mutex // local candidates against the description
 	descSent   bool
 
-	relayMu sync.Mutex
-	relays  map[string]bool // the peer's relay candidates, "ip:port"
+	relays relayGate // the peer's relay candidates
 
 	cmu  sync.Mutex // conn against teardown
 	conn *Conn
@@ -85,7 +84,6 @@ func (t *Transport) open(transfer api.TransferID, peer api.BoxID, initiate, unso
 		lingerReq:   make(chan struct{}),
 		low:         make(chan struct{}, 1),
 		gathered:    make(chan struct{}),
-		relays:      make(map[string]bool),
 	}
 	// Signals for the transfer that arrive while it is set up wait on s.mu,
 	// behind the held ones.
@@ -144,7 +142,7 @@ func (s *session) setupLocked() error {
 	if s.closed {
 		return context.Cause(s.ctx)
 	}
-	a, err := s.t.newAPI()
+	a, err := s.t.newAPI(&s.relays)
 	if err != nil {
 		return err
 	}
@@ -153,6 +151,7 @@ func (s *session) setupLocked() error {
 		return err
 	}
 	s.pc = pc
+	s.relays.watch(pc)
 	pc.OnICECandidate(s.localCandidate)
 	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
 		s.log.Debug("rtc: peer connection state", "state", st)
@@ -285,7 +284,7 @@ func (s *session) handleLocked(d signalData) error {
 			return fmt.Errorf("%w (%d for transfer %d)", ErrTooManyCandidates, s.t.cfg.MaxCandidates, s.transfer)
 		}
 		s.ncand++
-		s.addRelays(d.relays)
+		s.relays.announce(d.relays)
 		if s.remoteSDP == "" {
 			s.held = append(s.held, d.candidate)
 			return nil
@@ -312,6 +311,7 @@ func (s *session) describeLocked(typ webrtc.SDPType, d signalData) error {
 		s.stop(err)
 		return err
 	}
+	s.relays.announce(d.relays)
 	if err := s.pc.SetRemoteDescription(webrtc.SessionDescription{Type: typ, SDP: d.sdp}); err != nil {
 		err = fmt.Errorf("%w: %s refused: %w", ErrBadSignal, typ, err)
 		s.stop(err)
@@ -319,7 +319,6 @@ func (s *session) describeLocked(typ webrtc.SDPType, d signalData) error {
 	}
 	s.ncand += d.candidates
 	s.remoteSDP = d.sdp
-	s.addRelays(d.relays)
 	for _, c := range s.held {
 		if err := s.pc.AddICECandidate(c); err != nil {
 			s.log.Info("rtc: held candidate refused", "candidate", c.Candidate, "err", err)
@@ -390,23 +389,6 @@ func (s *session) localCandidate(c *webrtc.ICECandidate) {
 		return
 	}
 	s.enqueue(api.Signal{Transfer: s.transfer, To: s.peer, Kind: api.SignalCandidate, Data: data})
-}
-
-// addRelays records the peer's relay candidates: a check from one of them
-// that arrives before the candidate itself makes pion see it as a
-// peer-reflexive candidate, and Path must still call it a relay.
-func (s *session) addRelays(relays []string) {
-	s.relayMu.Lock()
-	defer s.relayMu.Unlock()
-	for _, r := range relays {
-		s.relays[r] = true
-	}
-}
-
-func (s *session) isRelay(addr string) bool {
-	s.relayMu.Lock()
-	defer s.relayMu.Unlock()
-	return s.relays[addr]
 }
 
 func (s *session) enqueue(sig api.Signal) {

@@ -193,8 +193,8 @@ func New(cfg Config) (*Transport, error) {
 
 // newAPI builds the pion API for one PeerConnection: a fresh view of the
 // network interfaces each time (a box's address can change), detached
-// data channels, no mDNS, UDP only.
-func (t *Transport) newAPI() (*webrtc.API, error) {
+// data channels, no mDNS, UDP only, and the gate on every socket.
+func (t *Transport) newAPI(gate *relayGate) (*webrtc.API, error) {
 	var se webrtc.SettingEngine
 	se.LoggerFactory = pionLogs(t.log)
 	se.DetachDataChannels()
@@ -208,19 +208,18 @@ func (t *Transport) newAPI() (*webrtc.API, error) {
 		se.SetIPFilter(t.cfg.IPFilter)
 	}
 	se.SetRelayAcceptanceMinWait(t.cfg.RelayWait)
-	if t.cfg.Net != nil {
-		se.SetNet(t.cfg.Net)
-	} else {
+	n := t.cfg.Net
+	if n == nil {
 		std, err := stdnet.NewNet()
 		if err != nil {
 			return nil, fmt.Errorf("rtc: network interfaces: %w", err)
 		}
+		n = std
 		if t.cfg.UDPBuffer > 0 {
-			se.SetNet(bufNet{Net: std, size: t.cfg.UDPBuffer, log: t.log, once: t.bufLog})
-		} else {
-			se.SetNet(std)
+			n = bufNet{Net: std, size: t.cfg.UDPBuffer, log: t.log, once: t.bufLog}
 		}
 	}
+	se.SetNet(gatedNet{Net: n, gate: gate})
 	return webrtc.NewAPI(webrtc.WithSettingEngine(se)), nil
 }
 
