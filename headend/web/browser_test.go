@@ -98,9 +98,17 @@ func browse(t *testing.T, exe, name string, f *fixture) {
 		}
 		return s
 	}
+	// pollCtx bounds one look at the page while polling. A query waits for
+	// its element, and one that raced a form's navigation waits for a node
+	// of the old document that never comes back: without a bound the walk
+	// hung there until its 4-minute deadline, now and then, on a loaded
+	// machine.
+	pollCtx := func() (context.Context, context.CancelFunc) { return context.WithTimeout(bctx, 3*time.Second) }
 	// peek is text for polling: a page still loading has none.
 	peek := func(sel string) string {
-		s, err := chromedp.Run(bctx, chromedp.Text(chromedp.CSS(sel)))
+		pctx, cancel := pollCtx()
+		defer cancel()
+		s, err := chromedp.Run(pctx, chromedp.Text(chromedp.CSS(sel)))
 		if err != nil {
 			return ""
 		}
@@ -137,23 +145,22 @@ func browse(t *testing.T, exe, name string, f *fixture) {
 	}
 	at := func(path string) func() bool {
 		return func() bool {
-			loc, err := chromedp.Run(bctx, chromedp.Location())
+			pctx, cancel := pollCtx()
+			defer cancel()
+			loc, err := chromedp.Run(pctx, chromedp.Location())
 			return err == nil && strings.HasPrefix(strings.TrimPrefix(loc, srv.URL), path)
 		}
 	}
 	// listOrder is the names on the My List page, in order.
+	// listOrder is read in one evaluation, so that it cannot mix two
+	// documents.
 	listOrder := func() []string {
-		nodes, err := chromedp.Run(bctx, chromedp.Nodes(chromedp.CSSAll("#list .name"), chromedp.AtLeast(0)))
+		pctx, cancel := pollCtx()
+		defer cancel()
+		names, err := chromedp.Run(pctx, chromedp.Evaluate[[]string](
+			`Array.from(document.querySelectorAll("#list .name"), e => e.textContent.trim())`))
 		if err != nil {
-			t.Fatalf("list entries: %v", err)
-		}
-		var names []string
-		for _, n := range nodes {
-			s, err := chromedp.Run(bctx, chromedp.Text(chromedp.NodeIDs{n.NodeID}))
-			if err != nil {
-				return nil // the page changed under us; poll again
-			}
-			names = append(names, strings.TrimSpace(s))
+			return nil // the page is changing; poll again
 		}
 		return names
 	}
