@@ -9,7 +9,7 @@ export PATH := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/boxswarm/go/bin:$(PATH)
 GO_TEST_FLAGS ?= -timeout 45m
 FUZZTIME ?= 30s
 
-.PHONY: all deps kernel image qemu demo demo-boot test lint unit bench fuzz clean help
+.PHONY: all deps kernel image qemu demo demo-boot test lint unit bench sim sim-scale fuzz clean help
 
 all: image
 
@@ -20,6 +20,8 @@ help:
 	@echo "make image [BOARD=] [KEYS=] bake ROM, signed firmware and disk into out/<board>"
 	@echo "make qemu  [BOARD=] [DISK=] boot the baked box headless, console on stdout"
 	@echo "make bench                 measure against references; results in BENCHMARKS.md"
+	@echo "make sim                   the swarm simulator: standard scenario, sensitivity runs, plots in docs/sim"
+	@echo "make sim-scale             the scheduler at 10k, 100k and 1M simulated boxes: time, memory, cost per decision"
 	@echo "make fuzz [FUZZTIME=30s]   run every fuzz target"
 
 deps:
@@ -56,6 +58,14 @@ test: lint image
 
 bench: image
 	BOXSWARM_IMAGES=$(CURDIR)/$(OUT) go run ./tools/bench -board $(BOARD) -record BENCHMARKS.md
+
+# The simulator's full runs; make test runs the standard scenario at CI
+# length (sim's TestStandardScenario).
+sim: deps
+	go run ./sim/cmd/swarmsim -out docs/sim
+
+sim-scale: deps
+	go run ./sim/cmd/swarmsim -scale 10000,100000,1000000 -policies boxswarm -out docs/sim
 
 fuzz: deps
 	@for pkg in $$(go list ./...); do \

@@ -12,8 +12,8 @@ import (
 type Policy int
 
 const (
-	// PreferPeers sends from boxes whenever one can, servers last: the
-	// operator's bandwidth bill is the point.
+	// PreferPeers sends from boxes whenever one can, from servers only
+	// when no box can: the operator's bandwidth bill is the point.
 	PreferPeers Policy = iota
 	// PreferServers sends from media servers first.
 	PreferServers
@@ -62,7 +62,24 @@ func (s *Scheduler) wants(b boxIdx) (want bool, watchable int) {
 	return want, watchable
 }
 
+// wantsListed reports whether the box lacks an active title of its
+// viewer's list.
+func (s *Scheduler) wantsListed(b boxIdx) bool {
+	x := &s.st.boxes[b]
+	for _, t := range x.list {
+		if h := s.st.holdingOf(b, t); (h == nil || !h.complete) && s.active(t) {
+			return true
+		}
+	}
+	return false
+}
+
 func (s *Scheduler) active(t titleIdx) bool { return s.st.titles[t].publishAt <= s.nowMS }
+
+// retryGap is how long a box no donor could serve waits before it is
+// tried again, unless its viewer's list changes: without it, the swarm
+// simulator spent most of every pass re-trying the same boxes.
+const retryGap = 2000 // ms
 
 // itemsToTry is how many titles of one box a decision tries before the
 // box waits for the next round: enough to step past titles nobody can send
@@ -123,6 +140,9 @@ func (s *Scheduler) createTransfers(high bool, budget int) int {
 	decisions := 0
 	var later []boxIdx
 	for examined := 0; decisions < budget && h.Len() > 0 && examined < 4*budget; examined++ {
+		if s.nowMS-s.st.boxes[h.boxes[0]].lastTried < retryGap {
+			break // every box left was tried moments ago
+		}
 		b := heap.Pop(h).(boxIdx)
 		items := s.chooseItems(b)
 		if len(items) == 0 {
@@ -130,7 +150,9 @@ func (s *Scheduler) createTransfers(high bool, budget int) int {
 		}
 		started := false
 		for _, t := range items {
-			j := &job{key: jobKey{b, t}, high: high && s.listed(b, t), legs: map[api.TransferID]*leg{}, created: s.nowMS, suspects: map[boxIdx]bool{}}
+			listed := s.listed(b, t)
+			j := &job{key: jobKey{b, t}, high: high && listed, spec: !listed && s.st.titles[t].copies >= int32(s.cfg.MinCopies),
+				legs: map[api.TransferID]*leg{}, created: s.nowMS, suspects: map[boxIdx]bool{}}
 			s.st.jobs[j.key] = j
 			s.st.boxes[b].downJobs++
 			if s.planLegs(j, s.missing(b, t)) {
@@ -146,10 +168,16 @@ func (s *Scheduler) createTransfers(high bool, budget int) int {
 			continue
 		}
 		s.st.boxes[b].lastServed = s.nowMS
+		s.st.boxes[b].waitingSince = 0
 		decisions++
 		s.metrics.decisions.Inc()
 	}
 	for _, b := range later {
+		x := &s.st.boxes[b]
+		x.lastTried = s.nowMS
+		if x.waitingSince == 0 {
+			x.waitingSince = s.nowMS
+		}
 		s.refreshNeed(b)
 	}
 	return decisions
@@ -210,8 +238,12 @@ func (s *Scheduler) planLegs(j *job, want []api.PieceRange) bool {
 	started := false
 	for _, c := range chosen {
 		if c.have != nil {
+			// A box still receiving the title is worth a leg for a good
+			// part of what is wanted, not for a handful of pieces: the
+			// swarm simulator saw thousands of legs of one or two pieces,
+			// each a round of messages, re-planned every pass.
 			mine := intersect(want, c.have, t.pieces)
-			if len(mine) > 0 {
+			if n := count(mine); n > 0 && (n >= min(minPartialPieces, max(1, t.pieces/8)) || n == count(want)) {
 				s.startLeg(j, c, mine)
 				want = subtract(want, mine)
 				started = true
@@ -227,6 +259,19 @@ func (s *Scheduler) planLegs(j *job, want []api.PieceRange) bool {
 		}
 	}
 	return started
+}
+
+// minPartialPieces is the least a box still receiving a title is asked to
+// pass on in one leg (an eighth of a shorter title; or all that is
+// wanted).
+const minPartialPieces = 16
+
+func count(rs []api.PieceRange) int {
+	n := 0
+	for _, r := range rs {
+		n += r.Count()
+	}
+	return n
 }
 
 // findDonors chooses up to MaxDonors senders whose rates together reach
@@ -251,11 +296,11 @@ func (s *Scheduler) findDonors(j *job, recv boxIdx, t *title, need int32) []cand
 		sum += c.kbps
 		return sum >= need || len(picked) >= s.cfg.MaxDonors
 	}
-	fromQueue := func(q *donorQueue) bool {
+	fromQueue := func(q *donorQueue, size int) bool {
 		if q == nil || q.len() == 0 {
 			return false
 		}
-		n := min(sample, q.len())
+		n := min(size, q.len())
 		var cands []candidate
 		for i := 0; i < n; i++ {
 			if c, ok := s.donorOK(j, recv, q.peek(i)); ok {
@@ -286,10 +331,16 @@ func (s *Scheduler) findDonors(j *job, recv boxIdx, t *title, need int32) []cand
 		}
 		return false
 	}
+	// Boxes still receiving the title: a sample, from a cursor that moves
+	// on, so that a title half the swarm is fetching costs a choice no more
+	// than a rare one.
 	fromPartial := func() bool {
-		for _, b := range t.partial {
+		n := len(t.partial)
+		for i := 0; i < min(n, 2*sample); i++ {
+			t.partialCursor = (t.partialCursor + 1) % n
+			b := t.partial[t.partialCursor]
 			h := st.holdingOf(b, j.key.title)
-			if h == nil || h.have == nil || countPieces(h.have) == 0 {
+			if h == nil || h.have == nil || countPieces(h.have) < min(minPartialPieces, max(1, t.pieces/8)) {
 				continue
 			}
 			if c, ok := s.donorOK(j, recv, b); ok {
@@ -302,14 +353,80 @@ func (s *Scheduler) findDonors(j *job, recv boxIdx, t *title, need int32) []cand
 		return false
 	}
 	peers := func() bool {
-		return fromQueue(t.byISP[r.isp]) || fromQueue(t.donors) || fromPartial()
+		return fromQueue(t.byISP[r.isp], sample) || fromQueue(t.donors, sample) || fromPartial()
 	}
 	if s.cfg.Policy == PreferServers {
 		_ = fromServers() || peers()
-	} else {
-		_ = peers() || fromServers()
+		return picked
+	}
+	// Servers only where no box can send at all: topping up a receiver's
+	// downlink from a server whenever its peers fall short made central
+	// egress several times the lower bound in the swarm simulator (sim/),
+	// and the peers found usually carry the title near the downlink's
+	// pace anyway. A speculative copy (neither listed by the viewer nor
+	// one of the swarm's first MinCopies) waits for a peer rather than cost
+	// the operator anything, and of a title no box holds, one copy at a
+	// time leaves the servers: the next ones, even for viewers, come from
+	// the boxes receiving it, as soon as they hold a sixteenth of it.
+	// (Copies between clusters stay inside the head-end.)
+	// Short of the downlink, look harder among the boxes before settling
+	// or asking a server: a receiver behind a symmetric NAT can use few
+	// of them, and samples of eight often held one free donor or none
+	// (in the simulator, such boxes made the whole tail of
+	// request-to-playable). The cost stays bounded, whatever the swarm.
+	if !peers() {
+		fromQueue(t.donors, 8*sample)
+	}
+	if len(picked) == 0 && (r.server || s.serverMaySend(recv, t)) {
+		fromServers()
 	}
 	return picked
+}
+
+// serverMaySend says whether a media server should send a title to a
+// box no peer can serve now. A title no online box holds or is receiving
+// must come from a server: that is the lower bound of central egress. For the
+// rest, the box waits for a peer (a popular premiere's first holders are
+// all busy for a while), unless it is the viewer's and has waited
+// serverAfter; a speculative copy waits for a peer however long.
+func (s *Scheduler) serverMaySend(recv boxIdx, t *title) bool {
+	if len(t.partial) == 0 && !s.holderOnline(t) {
+		return true
+	}
+	r := &s.st.boxes[recv]
+	return r.waitingSince > 0 && s.nowMS-r.waitingSince >= serverAfter && s.listed(recv, s.st.titleBy[t.id])
+}
+
+// holderOnline says whether a box holding a complete copy of t may be
+// online: it looks at up to 8×sample of them, and beyond that assumes so.
+func (s *Scheduler) holderOnline(t *title) bool {
+	q := t.donors
+	if q == nil || q.len() == 0 {
+		return false
+	}
+	if q.len() > 8*sample {
+		return true
+	}
+	for i := range q.len() {
+		if x := &s.st.boxes[q.peek(i)]; x.online && x.registered {
+			return true
+		}
+	}
+	return false
+}
+
+// serverAfter is how long a viewer's title waits for a peer before a
+// server sends it.
+const serverAfter = 10 * 60 * 1000 // ms
+
+// punchable says whether two boxes' NATs let hole punching connect them.
+// A pair that cannot is relayed by the head-end's TURN server, which costs
+// the operator as much as sending from a media server, so such a box is
+// no donor for the other.
+func punchable(a, b api.NATType) bool {
+	symmetric := func(n api.NATType) bool { return n == api.NATSymmetric }
+	portBound := func(n api.NATType) bool { return n == api.NATSymmetric || n == api.NATPortRestricted }
+	return !(symmetric(a) && portBound(b) || symmetric(b) && portBound(a))
 }
 
 // donorOK checks a donor can send to the receiver now, and rates it.
@@ -319,12 +436,25 @@ func (s *Scheduler) donorOK(j *job, recv, d boxIdx) (candidate, bool) {
 	if d == recv || !x.online || x.hold || !x.registered || j.suspects[d] {
 		return candidate{}, false
 	}
+	if r := &st.boxes[recv]; !x.server && !r.server && !punchable(x.nat, r.nat) {
+		return candidate{}, false
+	}
 	maxLegs := int8(s.cfg.MaxUploads)
 	if x.server {
 		maxLegs = 127
 	}
-	free := x.upKbps - x.upKbpsBusy
-	if x.upLegs >= maxLegs || free < s.cfg.MinLegKbps {
+	legs, free := x.upLegs, x.upKbps-x.upKbpsBusy
+	switch {
+	case j.spec && x.upLegs > 0:
+		// Speculation only uses idle uplinks…
+		return candidate{}, false
+	case !j.spec && x.specLegs > 0:
+		// …and a viewer's title shares an uplink speculation holds: the
+		// flows split it evenly, so this leg can count on its share.
+		legs -= x.specLegs
+		free = (free + x.specKbps) / int32(x.specLegs+1)
+	}
+	if legs >= maxLegs || free < s.cfg.MinLegKbps {
 		return candidate{}, false
 	}
 	kbps := free
@@ -382,6 +512,10 @@ func (s *Scheduler) startLeg(j *job, c candidate, portions []api.PieceRange) {
 	snd := &st.boxes[c.box]
 	snd.upLegs++
 	snd.upKbpsBusy += c.kbps
+	if j.spec {
+		snd.specLegs++
+		snd.specKbps += c.kbps
+	}
 	snd.lastSent = s.nowMS
 	t := &st.titles[j.key.title]
 	expires := msTime(s.nowMS).Add(s.cfg.TokenLifetime)

@@ -107,7 +107,11 @@ func (s *Scheduler) AddServerCode(ctx context.Context, code string) error {
 // SetPriorityList replaces a box's list from the web; the box is told.
 // Version 0 takes the version after the one held.
 func (s *Scheduler) SetPriorityList(ctx context.Context, box api.BoxID, titles []media.ID, version uint64) error {
-	return s.do(ctx, &request{kind: reqFunc, fn: func(s *Scheduler) error {
+	return s.do(ctx, &request{kind: reqFunc, fn: replaceList(box, titles, version)})
+}
+
+func replaceList(box api.BoxID, titles []media.ID, version uint64) func(*Scheduler) error {
+	return func(s *Scheduler) error {
 		b, ok := s.st.boxByID[box]
 		if !ok {
 			return fmt.Errorf("box %s: %w", box, ErrUnknownBox)
@@ -120,7 +124,7 @@ func (s *Scheduler) SetPriorityList(ctx context.Context, box api.BoxID, titles [
 		}
 		s.send(b, api.PriorityList{Titles: titles, Version: version})
 		return nil
-	}})
+	}
 }
 
 // Tell sends a message to a box through its outbox, with the same

@@ -16,11 +16,13 @@ func (s *Scheduler) addHolding(b boxIdx, t titleIdx, complete bool, have []byte)
 		x.holdings = append(x.holdings, holding{title: t})
 		h = &x.holdings[len(x.holdings)-1]
 	}
+	before := s.heldBytes(t, h)
 	h.complete = complete
 	h.have = nil
 	if !complete {
 		h.have = have
 	}
+	s.used(b, s.heldBytes(t, h)-before)
 	s.batch.holdings = append(s.batch.holdings, schedstore.Holding{Box: x.id, Title: st.titles[t].id, Complete: complete, Have: h.have})
 	if complete && !wasComplete {
 		s.addDonor(b, t)
@@ -40,11 +42,32 @@ func (s *Scheduler) dropHolding(b boxIdx, t titleIdx) {
 			if x.holdings[i].complete {
 				s.removeDonor(b, t)
 			}
+			s.used(b, -s.heldBytes(t, &x.holdings[i]))
 			x.holdings = append(x.holdings[:i], x.holdings[i+1:]...)
 			s.batch.dropHoldings = append(s.batch.dropHoldings, holdingKey{x.id, st.titles[t].id})
 			return
 		}
 	}
+}
+
+// heldBytes is the space a holding takes on the box's disk.
+func (s *Scheduler) heldBytes(t titleIdx, h *holding) int64 {
+	ti := &s.st.titles[t]
+	if h.complete {
+		return ti.size
+	}
+	return int64(countPieces(h.have)) * int64(ti.pieceSize)
+}
+
+// used keeps a box's free space current between its registrations (which
+// state it afresh): the shadow list and fits decide on it, and a box
+// filled by transfers the scheduler itself planned must not look empty.
+func (s *Scheduler) used(b boxIdx, delta int64) {
+	x := &s.st.boxes[b]
+	if x.server {
+		return
+	}
+	x.free = min(max(x.free-delta, 0), x.capacity)
 }
 
 func (s *Scheduler) addDonor(b boxIdx, t titleIdx) {
@@ -94,6 +117,10 @@ func (s *Scheduler) removeDonor(b boxIdx, t titleIdx) {
 // inventory applies a box's report of what it holds.
 func (s *Scheduler) inventory(b boxIdx, inv api.Inventory) {
 	st := s.st
+	if inv.Full {
+		// The free space its Register stated counts these already.
+		defer func(x *box, free int64) { x.free = free }(&st.boxes[b], st.boxes[b].free)
+	}
 	seen := map[titleIdx]bool{}
 	for _, ts := range inv.Titles {
 		t, ok := st.titleBy[ts.Title]
@@ -149,7 +176,9 @@ func (s *Scheduler) receiving(j *job, have []byte) {
 	if len(h.have) != n {
 		h.have = make([]byte, n)
 	}
+	before := s.heldBytes(t, h)
 	copy(h.have, have)
+	s.used(b, s.heldBytes(t, h)-before)
 }
 
 // deleteRequest approves a deletion unless the box holds one of the last

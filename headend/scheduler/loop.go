@@ -28,11 +28,13 @@
 package scheduler
 
 import (
+	"cmp"
 	"context"
 	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/boxswarm/boxswarm/api"
@@ -57,7 +59,7 @@ type Config struct {
 	TokenLifetime   time.Duration // 2 h
 	ShadowEvery     time.Duration // 30 s between shadow-list plans
 	MinCopies       int           // 3: copies of every title kept in the swarm
-	MaxDonors       int           // 4 per receiver
+	MaxDonors       int           // 8 per receiver
 	MaxUploads      int           // 4 legs per box
 	MinLegKbps      int32         // 256: less free uplink than this and a box is not asked to send
 	// Rates assumed for a box that registers without stating them.
@@ -91,7 +93,7 @@ func (c *Config) defaults() {
 		c.MinCopies = 3
 	}
 	if c.MaxDonors == 0 {
-		c.MaxDonors = 4
+		c.MaxDonors = 8
 	}
 	if c.MaxUploads == 0 {
 		c.MaxUploads = 4
@@ -234,16 +236,27 @@ func (s *Scheduler) drain(err error) {
 // reports it Disconnected when they stop.
 func (s *Scheduler) monitorClients() {
 	limit := s.cfg.OfflineAfter.Milliseconds()
+	var gone, lifted []boxIdx
 	for b := range s.st.disconnected {
 		if s.nowMS-s.st.boxes[b].lastSeen > limit {
-			delete(s.st.disconnected, b)
-			s.offline(b, "disconnected for longer than OfflineAfter")
+			gone = append(gone, b)
 		}
 	}
 	for b, until := range s.st.held {
 		if s.nowMS >= until {
-			s.unhold(b, "hold expired")
+			lifted = append(lifted, b)
 		}
+	}
+	// In box order, not map order: the same inputs must give the same
+	// decisions (the simulator replays a seed).
+	slices.Sort(gone)
+	slices.Sort(lifted)
+	for _, b := range gone {
+		delete(s.st.disconnected, b)
+		s.offline(b, "disconnected for longer than OfflineAfter")
+	}
+	for _, b := range lifted {
+		s.unhold(b, "hold expired")
 	}
 }
 
@@ -257,7 +270,10 @@ func (s *Scheduler) offline(b boxIdx, why string) {
 	x.registered = false
 	s.metrics.offline.Inc()
 	s.log.Info("box offline", "box", x.id, "why", why)
-	for _, l := range s.st.legs {
+	for _, l := range legsInOrder(s.st.legs, func(l *leg) bool { return l.sender == b || l.receiver == b }) {
+		if l.over() {
+			continue
+		}
 		switch b {
 		case l.receiver:
 			j := l.job
@@ -271,10 +287,15 @@ func (s *Scheduler) offline(b boxIdx, why string) {
 			s.reassign(j, l)
 		}
 	}
+	var jobs []*job
 	for k, j := range s.st.jobs {
 		if k.box == b {
-			s.endJob(j)
+			jobs = append(jobs, j)
 		}
+	}
+	slices.SortFunc(jobs, func(a, b *job) int { return cmp.Compare(a.key.title, b.key.title) })
+	for _, j := range jobs {
+		s.endJob(j)
 	}
 	s.refreshNeed(b)
 }

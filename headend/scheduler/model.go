@@ -34,19 +34,23 @@ type box struct {
 	capacity, free   int64
 	upKbps, downKbps int32
 
-	cert       [32]byte // SHA-256 of its device certificate
-	activated  int64
-	online     bool   // considered alive; false once taken offline
-	connected  bool   // has a gateway connection
-	hold       bool   // a one-sided timeout: no new jobs until heard from again, or for OfflineAfter
-	registered bool   // sent Register on this connection
-	instance   uint64 // api.Register.Instance: a new one means the box restarted
-	lastSeen   int64  // unix ms
-	lastServed int64  // unix ms; the receiver served least recently goes first
-	lastSent   int64  // unix ms; the donor sending least recently goes first
+	cert         [32]byte // SHA-256 of its device certificate
+	activated    int64
+	online       bool   // considered alive; false once taken offline
+	connected    bool   // has a gateway connection
+	hold         bool   // a one-sided timeout: no new jobs until heard from again, or for OfflineAfter
+	registered   bool   // sent Register on this connection
+	instance     uint64 // api.Register.Instance: a new one means the box restarted
+	lastSeen     int64  // unix ms
+	lastServed   int64  // unix ms; the receiver served least recently goes first
+	lastTried    int64  // unix ms; when no donor could serve it
+	waitingSince int64  // unix ms; since when no donor could serve it (0: it was served)
+	lastSent     int64  // unix ms; the donor sending least recently goes first
 
 	upLegs, downJobs int8  // active transfer legs as sender, jobs as receiver
 	upKbpsBusy       int32 // uplink promised to active legs
+	specLegs         int8  // of upLegs, those of speculative jobs
+	specKbps         int32 // of upKbpsBusy, promised to speculative jobs
 
 	holdings []holding
 	list     []titleIdx // the viewer's priority list
@@ -76,20 +80,21 @@ type pairPerf struct {
 
 // title is one media package the scheduler delivers.
 type title struct {
-	id          media.ID
-	pieces      int
-	pieceSize   int
-	size        int64
-	hash        [32]byte
-	publishAt   int64 // unix ms
-	demand      int32 // lists naming it: how wanted it is
-	copies      int32 // complete copies on boxes (not servers)
-	servers     []boxIdx
-	donors      *donorQueue            // complete copies on boxes, all ISPs
-	byISP       map[uint16]*donorQueue // complete copies on boxes, per ISP
-	partial     []boxIdx               // boxes receiving it now: donors for what they have
-	shadowed    int32                  // shadow lists naming it on boxes that lack it
-	pendingDels []boxIdx               // deletions deferred until a copy moves elsewhere
+	id            media.ID
+	pieces        int
+	pieceSize     int
+	size          int64
+	hash          [32]byte
+	publishAt     int64 // unix ms
+	demand        int32 // lists naming it: how wanted it is
+	copies        int32 // complete copies on boxes (not servers)
+	partialCursor int   // fromPartial's place in partial
+	servers       []boxIdx
+	donors        *donorQueue            // complete copies on boxes, all ISPs
+	byISP         map[uint16]*donorQueue // complete copies on boxes, per ISP
+	partial       []boxIdx               // boxes receiving it now: donors for what they have
+	shadowed      int32                  // shadow lists naming it on boxes that lack it
+	pendingDels   []boxIdx               // deletions deferred until a copy moves elsewhere
 }
 
 // donorQueue is a ring of boxes holding a title. Taking a donor moves it to
@@ -137,6 +142,11 @@ const (
 	queueLow       // something to watch, more on the list (or shadow list)
 )
 
+// turn orders needy boxes: least recently served or tried first, so that
+// boxes no donor can serve now rotate to the back instead of being tried
+// again, first, on every pass.
+func (x *box) turn() int64 { return max(x.lastServed, x.lastTried) }
+
 type needyHeap struct {
 	s     *state
 	which int8
@@ -146,8 +156,8 @@ type needyHeap struct {
 func (h *needyHeap) Len() int { return len(h.boxes) }
 func (h *needyHeap) Less(i, j int) bool {
 	a, b := &h.s.boxes[h.boxes[i]], &h.s.boxes[h.boxes[j]]
-	if a.lastServed != b.lastServed {
-		return a.lastServed < b.lastServed
+	if ka, kb := a.turn(), b.turn(); ka != kb {
+		return ka < kb
 	}
 	return h.boxes[i] < h.boxes[j]
 }

@@ -229,12 +229,34 @@ func TestShadowList(t *testing.T) {
 		}
 		h.s.shadowAt = 0
 		h.tick()
+		placed := 0
+		h.run(func(s *Scheduler) error {
+			placed = int(s.st.titles[s.st.titleBy[h.titles["rare"]]].shadowed)
+			return nil
+		})
+		if placed != 3 {
+			t.Errorf("%d boxes have the rare title on their shadow list, want MinCopies = 3", placed)
+		}
+		// One copy at a time leaves the server: the others come from the
+		// boxes that hold it.
+		var fetching []api.BoxID
+		for _, b := range boxes {
+			if len(h.starts(b)) > 0 {
+				fetching = append(fetching, b)
+			}
+		}
+		if len(fetching) != 1 {
+			t.Fatalf("%d boxes fetch the rare title from the server at once, want 1", len(fetching))
+		}
+		h.holds(fetching[0], "rare")
+		h.advance(retryGap * time.Millisecond) // the others were tried a moment ago
+		h.tick()
 		n := 0
 		for _, b := range boxes {
 			n += len(h.starts(b))
 		}
-		if n != 3 {
-			t.Errorf("%d boxes fetch the rare title for the swarm, want MinCopies = 3", n)
+		if n != 2 {
+			t.Errorf("%d more boxes fetch it once a box holds it, want 2 (MinCopies = 3)", n)
 		}
 	})
 	t.Run("a title about to be published is placed ahead of time", func(t *testing.T) {
@@ -274,16 +296,49 @@ func TestShadowList(t *testing.T) {
 		h.s.shadowAt = 0
 		h.s.cfg.MaxUploads = 100
 		h.tick()
+		placed := 0
+		h.run(func(s *Scheduler) error {
+			placed = int(s.st.titles[s.st.titleBy[h.titles["hot"]]].shadowed)
+			return nil
+		})
+		if placed != 48/hotPerCopy {
+			t.Errorf("%d copies placed for a title on 48 lists, want %d", placed, 48/hotPerCopy)
+		}
+		// No box holds it yet, so one copy leaves the server; the others
+		// wait to come from the box receiving it.
+		var first api.BoxID
 		n := 0
 		for _, b := range boxes {
 			for _, ts := range h.starts(b) {
-				if ts.Title == h.titles["hot"] {
+				if ts.Title == h.titles["hot"] && ts.Role == api.RoleReceive {
 					n++
+					first = b
+					if ts.Peer.Box != srv {
+						t.Errorf("the first copy comes from %s, want the server", h.name(ts.Peer.Box))
+					}
 				}
 			}
 		}
-		if n != 48/hotPerCopy {
-			t.Errorf("%d copies placed for a title on 48 lists, want %d", n, 48/hotPerCopy)
+		if n != 1 {
+			t.Fatalf("%d copies started from the server at once, want 1", n)
+		}
+		// Once the first receiver holds the title, the rest start from it.
+		h.holds(first, "hot")
+		h.advance(retryGap * time.Millisecond)
+		h.tick()
+		n = 0
+		for _, b := range boxes {
+			for _, ts := range h.starts(b) {
+				if ts.Title == h.titles["hot"] && ts.Role == api.RoleReceive {
+					n++
+					if ts.Peer.Box == srv {
+						t.Errorf("%s gets a later copy from the server", h.name(b))
+					}
+				}
+			}
+		}
+		if n == 0 {
+			t.Error("no copies started from the box that holds the title")
 		}
 	})
 	t.Run("short lists are filled with the most wanted titles", func(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/boxswarm/boxswarm/api"
 	"github.com/boxswarm/boxswarm/headend/schedstore"
@@ -304,8 +305,25 @@ func (s *Scheduler) setList(b boxIdx, titles []media.ID, version uint64) error {
 	}
 	x.list, x.listVer = list, version
 	s.batch.lists[b] = true
+	s.yieldSpeculation(b)
+	x.lastTried = 0
 	s.refreshNeed(b)
 	return nil
+}
+
+// yieldSpeculation ends the box's speculative downloads when its viewer
+// wants a title it lacks: a box runs one download job at a time, and a
+// shadow copy taking half an hour must not stand between the viewer and
+// the film. What was received stays, and the copy resumes later.
+func (s *Scheduler) yieldSpeculation(b boxIdx) {
+	if !s.wantsListed(b) {
+		return
+	}
+	for _, t := range slices.Clone(s.st.boxes[b].shadow) {
+		if j := s.st.jobs[jobKey{b, t}]; j != nil && j.spec {
+			s.endJob(j)
+		}
+	}
 }
 
 // measure keeps the latest measurements of a box toward its peers.

@@ -70,6 +70,7 @@ func (s *Scheduler) placeOnClusters(limit int) int {
 	for c := range byCluster {
 		clusters = append(clusters, c)
 	}
+	slices.Sort(clusters)
 	m := s.cfg.ClustersNeeded
 	if m <= 0 || m > len(clusters) {
 		m = len(clusters) - 1
@@ -136,7 +137,7 @@ func (s *Scheduler) placeCopy(t titleIdx, exclude boxIdx) bool {
 		b := boxIdx(s.cursor % n)
 		s.cursor++
 		x := &st.boxes[b]
-		if b == exclude || x.server || !x.online || !x.registered || len(x.shadow) >= maxShadow || x.free < ti.size*2 {
+		if b == exclude || x.server || !x.online || !x.registered || len(x.shadow) >= maxShadow || s.spare(b) < ti.size*2 {
 			continue
 		}
 		if st.holdingOf(b, t) != nil || s.shadowed(b, t) {
@@ -157,6 +158,16 @@ func (s *Scheduler) placeCopy(t titleIdx, exclude boxIdx) bool {
 	ti.shadowed++
 	s.refreshNeed(best)
 	return true
+}
+
+// spare is a box's free space less what its shadow list already claims.
+func (s *Scheduler) spare(b boxIdx) int64 {
+	x := &s.st.boxes[b]
+	spare := x.free
+	for _, t := range x.shadow {
+		spare -= s.st.titles[t].size
+	}
+	return spare
 }
 
 func (s *Scheduler) shadowed(b boxIdx, t titleIdx) bool {
@@ -187,7 +198,7 @@ func (s *Scheduler) fillShortLists(byDemand []titleIdx) {
 			if st.titles[t].demand == 0 {
 				break // byDemand is sorted: nothing further is wanted
 			}
-			if !s.active(t) || st.holdingOf(b, t) != nil || s.shadowed(b, t) || x.free < st.titles[t].size*2 {
+			if !s.active(t) || st.holdingOf(b, t) != nil || s.shadowed(b, t) || s.spare(b) < st.titles[t].size*2 {
 				continue
 			}
 			x.shadow = append(x.shadow, t)

@@ -1,7 +1,9 @@
 package scheduler
 
 import (
+	"cmp"
 	"fmt"
+	"slices"
 
 	"github.com/boxswarm/boxswarm/api"
 	"github.com/boxswarm/boxswarm/headend/schedstore"
@@ -17,6 +19,7 @@ type jobKey struct {
 type job struct {
 	key      jobKey
 	high     bool
+	spec     bool // neither on the viewer's list nor one of the swarm's first copies: it only takes what viewers leave
 	legs     map[api.TransferID]*leg
 	created  int64
 	retries  int
@@ -62,7 +65,7 @@ func (s *Scheduler) record(l *leg, outcome string) schedstore.Transfer {
 // endLeg closes a leg: it frees the sender's uplink, stores the outcome,
 // and cancels the ends that are still at it.
 func (s *Scheduler) endLeg(l *leg, state schedstore.TransferState, outcome string, cancel ...boxIdx) {
-	if l.state == schedstore.TransferDone || l.state == schedstore.TransferFailed {
+	if l.over() {
 		return
 	}
 	st := s.st
@@ -70,6 +73,10 @@ func (s *Scheduler) endLeg(l *leg, state schedstore.TransferState, outcome strin
 	snd := &st.boxes[l.sender]
 	snd.upLegs--
 	snd.upKbpsBusy -= l.kbps
+	if l.job.spec {
+		snd.specLegs--
+		snd.specKbps -= l.kbps
+	}
 	delete(l.job.legs, l.id)
 	delete(st.legs, l.id)
 	s.batch.transfers = append(s.batch.transfers, s.record(l, outcome))
@@ -87,7 +94,10 @@ func (s *Scheduler) endLeg(l *leg, state schedstore.TransferState, outcome strin
 // endJob ends a job whose legs are all gone, successful or not.
 func (s *Scheduler) endJob(j *job) {
 	st := s.st
-	for _, l := range j.legs {
+	if st.jobs[j.key] != j {
+		return // ended already, by another of its legs' ends
+	}
+	for _, l := range legsInOrder(j.legs, nil) {
 		s.endLeg(l, schedstore.TransferFailed, "job ended", l.sender, l.receiver)
 	}
 	delete(st.jobs, j.key)
@@ -123,7 +133,7 @@ func (s *Scheduler) legDone(l *leg) {
 			s.endJob(j)
 			return
 		}
-		for _, other := range j.legs {
+		for _, other := range legsInOrder(j.legs, nil) {
 			s.endLeg(other, schedstore.TransferDone, "title complete", other.sender, other.receiver)
 		}
 		s.addHolding(j.key.box, j.key.title, true, nil)
@@ -133,6 +143,10 @@ func (s *Scheduler) legDone(l *leg) {
 		s.endJob(j)
 		return
 	}
+	// The receiver verified every piece of the portion: plan from there,
+	// even before its next progress report, or the same pieces would be
+	// asked for again.
+	s.gotPortions(j, l.portions)
 	if len(j.legs) == 0 {
 		// Every portion came, but the title is not complete (a donor had
 		// less than the plan assumed): plan again for what is missing.
@@ -176,13 +190,19 @@ func (s *Scheduler) reassign(j *job, failed *leg) {
 // monitorTransfers enforces the timeouts of Fig. 15B and 15C.
 func (s *Scheduler) monitorTransfers() {
 	now := s.nowMS
-	for _, l := range s.st.legs {
+	lateness := func(l *leg) (recvLate, sendLate bool) {
 		limit := s.cfg.StartTimeout.Milliseconds()
 		if l.state == schedstore.TransferRunning {
 			limit = s.cfg.ProgressTimeout.Milliseconds()
 		}
-		recvLate := !l.recvDone && now-max(l.recvSeen, l.created) > limit
-		sendLate := !l.sendDone && now-max(l.sendSeen, l.created) > limit
+		return !l.recvDone && now-max(l.recvSeen, l.created) > limit, !l.sendDone && now-max(l.sendSeen, l.created) > limit
+	}
+	late := legsInOrder(s.st.legs, func(l *leg) bool { r, s := lateness(l); return r || s })
+	for _, l := range late {
+		if l.over() {
+			continue
+		}
+		recvLate, sendLate := lateness(l)
 		switch {
 		case recvLate && sendLate:
 			// Fig. 15C: both silent. Cancel both, hold both until they are
@@ -220,8 +240,8 @@ func (s *Scheduler) monitorTransfers() {
 func (s *Scheduler) restarted(b boxIdx) {
 	x := &s.st.boxes[b]
 	s.log.Info("box restarted: its transfers in flight are ended", "box", x.id)
-	for _, l := range s.st.legs {
-		if l.sender != b && l.receiver != b {
+	for _, l := range legsInOrder(s.st.legs, func(l *leg) bool { return l.sender == b || l.receiver == b }) {
+		if l.over() {
 			continue
 		}
 		j := l.job
@@ -260,4 +280,43 @@ func (s *Scheduler) unhold(b boxIdx, why string) {
 	delete(s.st.held, b)
 	s.log.Info("hold lifted", "box", x.id, "why", why)
 	s.refreshNeed(b)
+}
+
+// legsInOrder returns the legs that keep accepts (all, if keep is nil) in
+// transfer order. Handling legs in map order would make which donor gets
+// a reassigned portion, and so every later decision, vary from run to
+// run; the simulator must replay a seed exactly.
+func legsInOrder(m map[api.TransferID]*leg, keep func(*leg) bool) []*leg {
+	out := make([]*leg, 0, len(m))
+	for _, l := range m {
+		if keep == nil || keep(l) {
+			out = append(out, l)
+		}
+	}
+	slices.SortFunc(out, func(a, b *leg) int { return cmp.Compare(a.id, b.id) })
+	return out
+}
+
+// over says whether a leg has ended: a leg taken from legsInOrder may have
+// been ended since by an earlier one's handling.
+func (l *leg) over() bool {
+	return l.state == schedstore.TransferDone || l.state == schedstore.TransferFailed
+}
+
+// gotPortions adds delivered portions to what the receiver of j holds.
+func (s *Scheduler) gotPortions(j *job, portions []api.PieceRange) {
+	t := &s.st.titles[j.key.title]
+	have := make([]byte, (t.pieces+7)/8)
+	if h := s.st.holdingOf(j.key.box, j.key.title); h != nil {
+		if h.complete {
+			return
+		}
+		copy(have, h.have)
+	}
+	for _, r := range portions {
+		for p := max(r.First, 0); p <= min(r.Last, t.pieces-1); p++ {
+			have[p/8] |= 0x80 >> (p % 8)
+		}
+	}
+	s.receiving(j, have)
 }
