@@ -168,16 +168,11 @@ func (s *Scheduler) createTransfers(high bool, budget int) int {
 			continue
 		}
 		s.st.boxes[b].lastServed = s.nowMS
-		s.st.boxes[b].waitingSince = 0
 		decisions++
 		s.metrics.decisions.Inc()
 	}
 	for _, b := range later {
-		x := &s.st.boxes[b]
-		x.lastTried = s.nowMS
-		if x.waitingSince == 0 {
-			x.waitingSince = s.nowMS
-		}
+		s.st.boxes[b].lastTried = s.nowMS
 		s.refreshNeed(b)
 	}
 	return decisions
@@ -231,6 +226,15 @@ func (s *Scheduler) planLegs(j *job, want []api.PieceRange) bool {
 	chosen := s.findDonors(j, recv, t, need)
 	if len(chosen) == 0 {
 		return false
+	}
+	if others := len(t.partial) > 1 || len(t.partial) == 1 && t.partial[0] != recv; t.copies < int32(s.cfg.MaxDonors) && others {
+		// A scarce title that others are receiving too (a premiere)
+		// spreads only as fast as its receivers pass it on, and receivers
+		// that all start at piece 0 hold the same pieces and have nothing
+		// to give each other. Each starts at its own place instead, as
+		// BitTorrent's rarest-first does; the price is that such a title
+		// cannot be watched while it arrives.
+		want = rotate(want, int(uint32(recv)*2654435761%uint32(max(t.pieces, 1))))
 	}
 	// Complete copies share the wanted pieces in proportion to their
 	// rates; a box still receiving the title offers what it has.
@@ -359,42 +363,33 @@ func (s *Scheduler) findDonors(j *job, recv boxIdx, t *title, need int32) []cand
 		_ = fromServers() || peers()
 		return picked
 	}
-	// Servers only where no box can send at all: topping up a receiver's
-	// downlink from a server whenever its peers fall short made central
-	// egress several times the lower bound in the swarm simulator (sim/),
-	// and the peers found usually carry the title near the downlink's
-	// pace anyway. A speculative copy (neither listed by the viewer nor
-	// one of the swarm's first MinCopies) waits for a peer rather than cost
-	// the operator anything, and of a title no box holds, one copy at a
-	// time leaves the servers: the next ones, even for viewers, come from
-	// the boxes receiving it, as soon as they hold a sixteenth of it.
-	// (Copies between clusters stay inside the head-end.)
-	// Short of the downlink, look harder among the boxes before settling
-	// or asking a server: a receiver behind a symmetric NAT can use few
-	// of them, and samples of eight often held one free donor or none
-	// (in the simulator, such boxes made the whole tail of
-	// request-to-playable). The cost stays bounded, whatever the swarm.
+	// Short of the downlink, look harder among the boxes before settling:
+	// a receiver behind a symmetric NAT can use few of them, and samples
+	// of eight often held one free donor or none (in the swarm simulator,
+	// sim/, such boxes made the whole tail of request-to-playable). The
+	// cost stays bounded, whatever the swarm. Servers send only what no
+	// box can (serverMaySend), never to top up a downlink: that made
+	// central egress several times the lower bound. Copies between media
+	// server clusters stay inside the head-end.
 	if !peers() {
 		fromQueue(t.donors, 8*sample)
 	}
-	if len(picked) == 0 && (r.server || s.serverMaySend(recv, t)) {
+	if len(picked) == 0 && (r.server || s.serverMaySend(t)) {
 		fromServers()
 	}
 	return picked
 }
 
 // serverMaySend says whether a media server should send a title to a
-// box no peer can serve now. A title no online box holds or is receiving
-// must come from a server: that is the lower bound of central egress. For the
-// rest, the box waits for a peer (a popular premiere's first holders are
-// all busy for a while), unless it is the viewer's and has waited
-// serverAfter; a speculative copy waits for a peer however long.
-func (s *Scheduler) serverMaySend(recv boxIdx, t *title) bool {
-	if len(t.partial) == 0 && !s.holderOnline(t) {
-		return true
-	}
-	r := &s.st.boxes[recv]
-	return r.waitingSince > 0 && s.nowMS-r.waitingSince >= serverAfter && s.listed(recv, s.st.titleBy[t.id])
+// box no peer can serve now: only when no online box holds it and none is
+// receiving it, which is the lower bound of central egress. Otherwise the
+// box waits for a peer, even a viewer's: in the swarm simulator, letting
+// a server step in after a viewer had waited ten minutes sent a hot
+// premiere from the servers two to three times over and made the tail of
+// request-to-playable no shorter, since the waiting boxes, once fed, pass
+// the title on.
+func (s *Scheduler) serverMaySend(t *title) bool {
+	return len(t.partial) == 0 && !s.holderOnline(t)
 }
 
 // holderOnline says whether a box holding a complete copy of t may be
@@ -414,10 +409,6 @@ func (s *Scheduler) holderOnline(t *title) bool {
 	}
 	return false
 }
-
-// serverAfter is how long a viewer's title waits for a peer before a
-// server sends it.
-const serverAfter = 10 * 60 * 1000 // ms
 
 // punchable says whether two boxes' NATs let hole punching connect them.
 // A pair that cannot is relayed by the head-end's TURN server, which costs
@@ -590,6 +581,23 @@ func split(want []api.PieceRange, donors []candidate) [][]api.PieceRange {
 		}
 	}
 	return out
+}
+
+// rotate reorders ranges to start at piece at, wrapping round.
+func rotate(rs []api.PieceRange, at int) []api.PieceRange {
+	var head, tail []api.PieceRange
+	for _, r := range rs {
+		switch {
+		case r.First >= at:
+			head = append(head, r)
+		case r.Last < at:
+			tail = append(tail, r)
+		default:
+			head = append(head, api.PieceRange{First: at, Last: r.Last})
+			tail = append(tail, api.PieceRange{First: r.First, Last: at - 1})
+		}
+	}
+	return append(head, tail...)
 }
 
 // intersect returns the wanted pieces present in a bitmap.

@@ -34,18 +34,17 @@ type box struct {
 	capacity, free   int64
 	upKbps, downKbps int32
 
-	cert         [32]byte // SHA-256 of its device certificate
-	activated    int64
-	online       bool   // considered alive; false once taken offline
-	connected    bool   // has a gateway connection
-	hold         bool   // a one-sided timeout: no new jobs until heard from again, or for OfflineAfter
-	registered   bool   // sent Register on this connection
-	instance     uint64 // api.Register.Instance: a new one means the box restarted
-	lastSeen     int64  // unix ms
-	lastServed   int64  // unix ms; the receiver served least recently goes first
-	lastTried    int64  // unix ms; when no donor could serve it
-	waitingSince int64  // unix ms; since when no donor could serve it (0: it was served)
-	lastSent     int64  // unix ms; the donor sending least recently goes first
+	cert       [32]byte // SHA-256 of its device certificate
+	activated  int64
+	online     bool   // considered alive; false once taken offline
+	connected  bool   // has a gateway connection
+	hold       bool   // a one-sided timeout: no new jobs until heard from again, or for OfflineAfter
+	registered bool   // sent Register on this connection
+	instance   uint64 // api.Register.Instance: a new one means the box restarted
+	lastSeen   int64  // unix ms
+	lastServed int64  // unix ms; the receiver served least recently goes first
+	lastTried  int64  // unix ms; when no donor could serve it
+	lastSent   int64  // unix ms; the donor sending least recently goes first
 
 	upLegs, downJobs int8  // active transfer legs as sender, jobs as receiver
 	upKbpsBusy       int32 // uplink promised to active legs

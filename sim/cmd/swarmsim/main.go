@@ -172,6 +172,28 @@ func plots(out string, rs []sim.Results, pols []string, reduced bool) error {
 			}
 		}
 	}
+	return copiesChart(out, rs, suffix)
+}
+
+// copiesChart draws the copies per title the swarm keeps over the
+// standard run, as the scheduler's shadow lists maintain them.
+func copiesChart(out string, rs []sim.Results, suffix string) error {
+	for _, r := range rs {
+		if r.Scenario != "standard"+suffix || r.Policy != "boxswarm" || len(r.Samples) < 2 {
+			continue
+		}
+		c := plot.Chart{Title: "Online copies per title, standard scenario", XLabel: "hours into the measured window", YLabel: "copies on online boxes"}
+		names := []string{"fewest (any title)", "10th percentile", "median"}
+		for i, name := range names {
+			sr := plot.Series{Name: name}
+			for _, smp := range r.Samples {
+				sr.X = append(sr.X, smp.At.Hours())
+				sr.Y = append(sr.Y, float64([]int{smp.Min, smp.P10, smp.Median}[i]))
+			}
+			c.Series = append(c.Series, sr)
+		}
+		return c.WriteFile(filepath.Join(out, "copies-standard.svg"))
+	}
 	return nil
 }
 
