@@ -40,10 +40,13 @@ type ours struct {
 	inst    []uint64
 	notify  []api.BoxID
 	legs    map[api.TransferID]*simLeg
-	msgs    int64
-	refused int
-	log     *slog.Logger
-	cfg     func(*scheduler.Config)
+	// connecting are boxes yet to make their first connection, in reverse
+	// order of connecting.
+	connecting []int32
+	msgs       int64
+	refused    int
+	log        *slog.Logger
+	cfg        func(*scheduler.Config)
 }
 
 // simLeg is one transfer as the two virtual ends know it.
@@ -119,11 +122,16 @@ func (o *ours) init(ctx context.Context, w *world) error {
 		return err
 	}
 	o.stepper = o.sched.Stepper()
-	for i := range w.nodes {
-		o.online(int32(i))
+	// The swarm connects as after a head-end restart: a batch per pass,
+	// as the gateway hands registrations over, servers first.
+	for i := len(w.nodes) - 1; i >= 0; i-- {
+		o.connecting = append(o.connecting, int32(i))
 	}
 	return nil
 }
+
+// reconnectBatch is how many boxes connect per pass at the start.
+const reconnectBatch = 4096
 
 func (o *ours) titleRecord(t titleIdx) schedstore.Title {
 	sc := o.w.sc
@@ -247,6 +255,13 @@ func (o *ours) sortedLegs() []*simLeg {
 // step: boxes report running transfers, the scheduler runs one pass,
 // and every box it notified reads and acts on its outbox.
 func (o *ours) step(ctx context.Context) (int, error) {
+	for range min(reconnectBatch, len(o.connecting)) {
+		b := o.connecting[len(o.connecting)-1]
+		o.connecting = o.connecting[:len(o.connecting)-1]
+		if o.w.nodes[b].online && o.inst[b] == 0 {
+			o.online(b)
+		}
+	}
 	o.report()
 	before := o.decisions()
 	errs := o.stepper.Step(ctx)
