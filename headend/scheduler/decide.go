@@ -247,7 +247,7 @@ func (s *Scheduler) planLegs(j *job, want []api.PieceRange) bool {
 			// swarm simulator saw thousands of legs of one or two pieces,
 			// each a round of messages, re-planned every pass.
 			mine := intersect(want, c.have, t.pieces)
-			if n := count(mine); n > 0 && (n >= min(minPartialPieces, max(1, t.pieces/8)) || n == count(want)) {
+			if n := rangePieces(mine); n > 0 && (n >= minPartial(t) || n == rangePieces(want)) {
 				s.startLeg(j, c, mine)
 				want = subtract(want, mine)
 				started = true
@@ -265,12 +265,12 @@ func (s *Scheduler) planLegs(j *job, want []api.PieceRange) bool {
 	return started
 }
 
-// minPartialPieces is the least a box still receiving a title is asked to
-// pass on in one leg (an eighth of a shorter title; or all that is
-// wanted).
-const minPartialPieces = 16
+// minPartial is the least a box still receiving a title is asked to pass
+// on in one leg (unless it is all that is wanted): 16 pieces, or an eighth
+// of a shorter title.
+func minPartial(t *title) int { return min(16, max(1, t.pieces/8)) }
 
-func count(rs []api.PieceRange) int {
+func rangePieces(rs []api.PieceRange) int {
 	n := 0
 	for _, r := range rs {
 		n += r.Count()
@@ -344,7 +344,7 @@ func (s *Scheduler) findDonors(j *job, recv boxIdx, t *title, need int32) []cand
 			t.partialCursor = (t.partialCursor + 1) % n
 			b := t.partial[t.partialCursor]
 			h := st.holdingOf(b, j.key.title)
-			if h == nil || h.have == nil || countPieces(h.have) < min(minPartialPieces, max(1, t.pieces/8)) {
+			if h == nil || h.have == nil || countPieces(h.have) < minPartial(t) {
 				continue
 			}
 			if c, ok := s.donorOK(j, recv, b); ok {
