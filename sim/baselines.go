@@ -25,6 +25,7 @@ func (d *direct) init(_ context.Context, w *world) error {
 
 func (d *direct) offline(int32)             {}
 func (d *direct) unlisted(int32, titleIdx)  {}
+func (d *direct) reordered(int32)           {}
 func (d *direct) released(titleIdx)         {}
 func (d *direct) messages() int64           { return d.msgs }
 func (d *direct) evict(b int32, t titleIdx) { d.w.drop(b, t) }

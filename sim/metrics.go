@@ -20,10 +20,13 @@ type Results struct {
 	EgressRatio float64
 	PeerShare   float64 // of all bytes moved
 
-	Requests   int     // made in the window
-	Playable   int     // of those, playable by the end
-	Unfinished int     // still waiting at the end
-	OldestWait float64 // seconds, the longest wait among the unfinished
+	Requests   int // made in the window
+	Playable   int // of those, playable by the end
+	Unfinished int // still waiting at the end, on boxes that are on
+	// UnfinishedOff are still waiting on boxes switched off at the end:
+	// nothing can reach them.
+	UnfinishedOff int
+	OldestWait    float64 // seconds the box was on, the longest wait among the unfinished
 	// Request to playable, seconds, and the same divided by what the
 	// receiver's downlink allows (per request).
 	LatencyP50, LatencyP95, LatencyP99 float64
@@ -217,13 +220,18 @@ func (m *metricsState) results(w *world, decisions int, busy time.Duration) Resu
 	// so keeps a policy that strands requests from looking fast.
 	for i := range w.boxes {
 		for _, p := range w.nodes[i].pending {
-			if p.count {
-				r.Unfinished++
-				wait := w.waited(int32(i), p).Seconds()
-				r.OldestWait = max(r.OldestWait, wait)
-				m.lat = append(m.lat, wait)
-				m.ratio = append(m.ratio, wait/max(p.bound.Seconds(), w.sc.Step.Seconds()))
+			if !p.count {
+				continue
 			}
+			if !w.nodes[i].online {
+				r.UnfinishedOff++
+			} else {
+				r.Unfinished++
+			}
+			wait := w.waited(int32(i), p).Seconds()
+			r.OldestWait = max(r.OldestWait, wait)
+			m.lat = append(m.lat, wait)
+			m.ratio = append(m.ratio, wait/max(p.bound.Seconds(), w.sc.Step.Seconds()))
 		}
 	}
 	r.LatencyP50, r.LatencyP95, r.LatencyP99 = quantile(m.lat, .5), quantile(m.lat, .95), quantile(m.lat, .99)
@@ -238,8 +246,7 @@ func (m *metricsState) results(w *world, decisions int, busy time.Duration) Resu
 	if decisions > 0 {
 		r.MicrosPerDecide = float64(busy.Microseconds()) / float64(decisions)
 	}
-	hours := w.sc.Duration.Hours()
-	r.MsgsPerBoxHour = float64(w.pol.messages()) / float64(w.boxes) / (hours + w.sc.Warmup.Hours())
+	r.MsgsPerBoxHour = float64(w.pol.messages()) / float64(w.boxes) / w.now.Hours()
 	r.MinCopiesSampled = math.MaxInt
 	for _, s := range m.samples {
 		r.MinCopiesSampled = min(r.MinCopiesSampled, s.Min)

@@ -220,6 +220,8 @@ func (o *ours) sendList(b int32) {
 
 func (o *ours) requested(b int32, _ titleIdx) { o.sendList(b) }
 
+func (o *ours) reordered(b int32) { o.sendList(b) }
+
 func (o *ours) unlisted(b int32, _ titleIdx) {
 	if o.w.nodes[b].online {
 		o.sendList(b)

@@ -44,7 +44,10 @@ type Scenario struct {
 
 	Warmup   time.Duration // run before measuring, so that start-up bursts are not counted
 	Duration time.Duration // measured
-	Step     time.Duration // the simulator's tick and the scheduler's pass
+	// Drain runs on after the window, without new requests, until every
+	// request counted is playable or this has passed (0: no drain).
+	Drain time.Duration
+	Step  time.Duration // the simulator's tick and the scheduler's pass
 }
 
 // Standard is the reference scenario of issue 8, in full: 10k boxes, a
@@ -58,7 +61,7 @@ func Standard() Scenario {
 		Churn: 0.05, OfflineMean: time.Hour,
 		RequestsPerBoxDay: 3, WatchAfter: 3 * time.Hour, NewReleasesPerDay: 10,
 		Clusters: 3, ServersPerCluster: 2, ClusterEgressGbps: 1, ClusterOutage: 30 * time.Minute,
-		Warmup: time.Hour, Duration: 6 * time.Hour, Step: time.Second,
+		Warmup: time.Hour, Duration: 6 * time.Hour, Drain: time.Hour, Step: time.Second,
 	}
 }
 
@@ -92,7 +95,7 @@ func (s Scenario) Validate() error {
 		return fmt.Errorf("scenario %s: churn %v with offline spells of %v", s.Name, s.Churn, s.OfflineMean)
 	case s.Clusters < 1 || s.ServersPerCluster < 1 || s.ClusterEgressGbps <= 0:
 		return fmt.Errorf("scenario %s: %d clusters of %d servers at %v Gb/s", s.Name, s.Clusters, s.ServersPerCluster, s.ClusterEgressGbps)
-	case s.Step <= 0 || s.Duration < s.Step || s.Warmup < 0:
+	case s.Step <= 0 || s.Duration < s.Step || s.Warmup < 0 || s.Drain < 0:
 		return fmt.Errorf("scenario %s: step %v, warm-up %v, duration %v", s.Name, s.Step, s.Warmup, s.Duration)
 	}
 	return nil

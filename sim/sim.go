@@ -70,12 +70,12 @@ func Run(ctx context.Context, sc Scenario, policyName string, log *slog.Logger) 
 // Table formats results as a Markdown table, one row per run.
 func Table(rs []Results) string {
 	var b strings.Builder
-	b.WriteString("| scenario | policy | central egress / bound | peer share | p50 / p95 / p99 to playable (s) | p95 vs downlink bound | unfinished | upload Jain | µs per decision | msgs per box-hour |\n")
+	b.WriteString("| scenario | policy | central egress / bound | peer share | p50 / p95 / p99 to playable (s) | p95 vs downlink bound | unfinished (box on + off) | upload Jain | µs per decision | msgs per box-hour |\n")
 	b.WriteString("|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rs {
-		fmt.Fprintf(&b, "| %s | %s | %.2f× (%s of %s) | %.1f%% | %.0f / %.0f / %.0f | %.2f× | %d of %d | %.2f | %.1f | %.1f |\n",
+		fmt.Fprintf(&b, "| %s | %s | %.2f× (%s of %s) | %.1f%% | %.0f / %.0f / %.0f | %.2f× | %d + %d of %d | %.2f | %.1f | %.1f |\n",
 			r.Scenario, r.Policy, r.EgressRatio, gib(r.CentralBytes), gib(r.LowerBound), 100*r.PeerShare,
-			r.LatencyP50, r.LatencyP95, r.LatencyP99, r.RatioP95, r.Unfinished, r.Requests, r.UploadJain, r.MicrosPerDecide, r.MsgsPerBoxHour)
+			r.LatencyP50, r.LatencyP95, r.LatencyP99, r.RatioP95, r.Unfinished, r.UnfinishedOff, r.Requests, r.UploadJain, r.MicrosPerDecide, r.MsgsPerBoxHour)
 	}
 	return b.String()
 }

@@ -44,7 +44,9 @@ func TestStandardScenario(t *testing.T) {
 }
 
 // TestHighChurn: with a fifth of the boxes offline at any time, every
-// requested title is still delivered and no transfer is stuck.
+// requested title is still delivered and no transfer is stuck. After the
+// window the run drains (no new requests) for up to an hour: by then every
+// request of a box that is on must be playable.
 func TestHighChurn(t *testing.T) {
 	sc := Standard().With("churn-20", func(s *Scenario) { s.Churn = 0.20 }).Reduced()
 	sc.Boxes = 3000
@@ -53,16 +55,15 @@ func TestHighChurn(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("\n%s", Table([]Results{r}))
-	// Unfinished requests are those still within a few downlink bounds of
-	// their start: none may be stranded.
-	if r.Unfinished > 0 && r.OldestWait > 4*r.BoundP95 {
-		t.Errorf("%d requests unfinished, the oldest waiting %.0f s (p95 bound %.0f s)", r.Unfinished, r.OldestWait, r.BoundP95)
+	t.Logf("%d requests wait on boxes that are off at the end", r.UnfinishedOff)
+	if r.Unfinished != 0 {
+		t.Errorf("%d requests on boxes that are on still unfinished after the drain, the oldest waiting %.0f s", r.Unfinished, r.OldestWait)
 	}
 	if r.StuckFlows != 0 {
 		t.Errorf("%d transfers moved nothing for 10 minutes", r.StuckFlows)
 	}
-	if r.Playable == 0 || r.Requests == 0 {
-		t.Fatalf("%d of %d requests playable", r.Playable, r.Requests)
+	if r.Playable+r.UnfinishedOff != r.Requests {
+		t.Errorf("%d playable and %d on boxes that are off, of %d requests", r.Playable, r.UnfinishedOff, r.Requests)
 	}
 }
 

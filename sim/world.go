@@ -83,6 +83,8 @@ type policy interface {
 	requested(b int32, t titleIdx)
 	// unlisted: the viewer watched t and took it off the list.
 	unlisted(b int32, t titleIdx)
+	// reordered: the viewer changed the order of b's list.
+	reordered(b int32)
 	// evict: b's disk is over capacity; free the given title.
 	evict(b int32, t titleIdx)
 	released(t titleIdx)
@@ -474,7 +476,9 @@ func run(ctx context.Context, sc Scenario, pol policy) (Results, error) {
 	end := sc.Warmup + sc.Duration
 	var decisions int
 	var busy time.Duration
-	for w.now = 0; w.now < end; w.now += sc.Step {
+	// After the window, a drain: no new requests, until every counted one
+	// is playable or Drain has passed.
+	for w.now = 0; w.now < end || w.now < end+sc.Drain && w.waiting(); w.now += sc.Step {
 		if err := ctx.Err(); err != nil {
 			return Results{}, err
 		}
@@ -494,6 +498,18 @@ func run(ctx context.Context, sc Scenario, pol policy) (Results, error) {
 		w.advance()
 	}
 	return w.m.results(w, decisions, busy), nil
+}
+
+// waiting says whether a counted request is not yet playable.
+func (w *world) waiting() bool {
+	for i := range w.boxes {
+		for _, r := range w.nodes[i].pending {
+			if r.count {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (w *world) seedEvents() {
@@ -570,8 +586,13 @@ func (w *world) handleEvents() {
 // online boxes' viewers do (the box is their remote's way in).
 func (w *world) request(b int32) {
 	n := &w.nodes[b]
-	if !n.online {
-		return
+	if !n.online || w.now >= w.sc.Warmup+w.sc.Duration {
+		return // off, or draining
+	}
+	// Now and then the viewer first moves a title it is waiting for to the
+	// top of the list.
+	if len(n.list) > 1 && w.rng.Float64() < reorderShare {
+		w.moveToTop(b, n.list[w.rng.IntN(len(n.list))])
 	}
 	var t titleIdx
 	for try := 0; ; try++ {
@@ -599,6 +620,24 @@ func (w *world) request(b int32) {
 	w.m.requested(w, b, t, count)
 	w.pol.requested(b, t)
 	w.makeRoom(b)
+}
+
+// reorderShare is the share of requests before which the viewer reorders
+// the list.
+const reorderShare = 0.25
+
+// moveToTop puts a listed title first on the viewer's list, and first
+// among what the box waits for.
+func (w *world) moveToTop(b int32, t titleIdx) {
+	n := &w.nodes[b]
+	if i := slices.Index(n.list, t); i > 0 {
+		n.list = slices.Insert(slices.Delete(n.list, i, i+1), 0, t)
+	}
+	if i := slices.IndexFunc(n.pending, func(r request) bool { return r.title == t }); i > 0 {
+		r := n.pending[i]
+		n.pending = slices.Insert(slices.Delete(n.pending, i, i+1), 0, r)
+	}
+	w.pol.reordered(b)
 }
 
 // waited is how long a request has waited while its box was on: a box
