@@ -237,7 +237,7 @@ func runScale(ctx context.Context, out, sizes string, seed uint64, pols []string
 		}
 		sc := sim.Standard().With(fmt.Sprintf("scale-%d", n), func(s *sim.Scenario) {
 			s.Seed, s.Boxes = seed, n
-			s.Warmup, s.Duration, s.ClusterOutage = 5*time.Minute, 15*time.Minute, 0
+			s.Warmup, s.Duration, s.ClusterOutage, s.Drain = 5*time.Minute, 15*time.Minute, 0, 0
 		})
 		for _, p := range pols {
 			runtime.GC()
