@@ -374,27 +374,31 @@ func (s *Scheduler) findDonors(j *job, recv boxIdx, t *title, need int32) []cand
 	if !peers() {
 		fromQueue(t.donors, 8*sample)
 	}
-	if len(picked) == 0 && (r.server || s.serverMaySend(t)) {
+	if len(picked) == 0 && (r.server || s.serverMaySend(recv, t)) {
 		fromServers()
 	}
 	return picked
 }
 
 // serverMaySend says whether a media server should send a title to a
-// box no peer can serve now: only when no online box holds it and none is
-// receiving it, which is the lower bound of central egress. Otherwise the
+// box no peer can serve now: only when no box is receiving it and no
+// online box that can reach this one holds it, which is the lower bound
+// of central egress (NAT permitting). Otherwise the
 // box waits for a peer, even a viewer's: in the swarm simulator, letting
 // a server step in after a viewer had waited ten minutes sent a hot
 // premiere from the servers two to three times over and made the tail of
 // request-to-playable no shorter, since the waiting boxes, once fed, pass
 // the title on.
-func (s *Scheduler) serverMaySend(t *title) bool {
-	return len(t.partial) == 0 && !s.holderOnline(t)
+func (s *Scheduler) serverMaySend(recv boxIdx, t *title) bool {
+	return len(t.partial) == 0 && !s.holderFor(recv, t)
 }
 
-// holderOnline says whether a box holding a complete copy of t may be
-// online: it looks at up to 8×sample of them, and beyond that assumes so.
-func (s *Scheduler) holderOnline(t *title) bool {
+// holderFor says whether a box holding a complete copy of t may be online
+// and able to reach recv: it looks at up to 8×sample of them, and beyond
+// that assumes so. (A box behind a symmetric NAT whose title only boxes
+// it cannot reach hold would otherwise wait for ever: the simulator's
+// 1k-box swarm stranded requests that way.)
+func (s *Scheduler) holderFor(recv boxIdx, t *title) bool {
 	q := t.donors
 	if q == nil || q.len() == 0 {
 		return false
@@ -402,8 +406,9 @@ func (s *Scheduler) holderOnline(t *title) bool {
 	if q.len() > 8*sample {
 		return true
 	}
+	r := &s.st.boxes[recv]
 	for i := range q.len() {
-		if x := &s.st.boxes[q.peek(i)]; x.online && x.registered {
+		if x := &s.st.boxes[q.peek(i)]; x.online && x.registered && (r.server || punchable(x.nat, r.nat)) {
 			return true
 		}
 	}
