@@ -82,6 +82,17 @@ func (n NATType) Reachability() int {
 	return 0
 }
 
+// HolePunchable says whether boxes behind NATs of kinds a and b can
+// connect directly: a symmetric NAT's new mapping toward the peer is
+// unknown to the peer, so the peer's NAT must let in a port it never sent
+// to, which port-restricted and symmetric NATs do not. Pairs that cannot
+// go through the head-end's TURN relay.
+func HolePunchable(a, b NATType) bool {
+	symmetric := func(n NATType) bool { return n == NATSymmetric }
+	portBound := func(n NATType) bool { return n == NATSymmetric || n == NATPortRestricted }
+	return !(symmetric(a) && portBound(b) || symmetric(b) && portBound(a))
+}
+
 // Location places a box in the network, for choosing nearby donors.
 type Location struct {
 	Region string `json:"region"` // e.g. "eu-west"

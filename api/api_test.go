@@ -112,3 +112,17 @@ func TestToken(t *testing.T) {
 		t.Errorf("expired token: %v", err)
 	}
 }
+
+func TestHolePunchable(t *testing.T) {
+	kinds := []NATType{NATOpen, NATFullCone, NATRestricted, NATPortRestricted, NATSymmetric}
+	relayed := map[[2]NATType]bool{
+		{NATSymmetric, NATSymmetric}: true, {NATSymmetric, NATPortRestricted}: true, {NATPortRestricted, NATSymmetric}: true,
+	}
+	for _, a := range kinds {
+		for _, b := range kinds {
+			if got := HolePunchable(a, b); got == relayed[[2]NATType{a, b}] {
+				t.Errorf("HolePunchable(%s, %s) = %v", a, b, got)
+			}
+		}
+	}
+}

@@ -3,6 +3,8 @@ package sim
 import (
 	"context"
 	"slices"
+
+	"github.com/boxswarm/boxswarm/api"
 )
 
 // The baselines move data in the same world as the real scheduler, but
@@ -172,7 +174,7 @@ func (s *swarm) fetch(b int32, t titleIdx) {
 	var use []int32
 	for _, c := range cands {
 		n := &s.w.nodes[c]
-		if len(use) == 4 || !n.online || c == b || slices.Contains(use, c) || (!n.server && !punches(n.nat, s.w.nodes[b].nat)) {
+		if len(use) == 4 || !n.online || c == b || slices.Contains(use, c) || (!n.server && !api.HolePunchable(n.nat, s.w.nodes[b].nat)) {
 			continue
 		}
 		use = append(use, c)

@@ -185,14 +185,6 @@ func titleID(t titleIdx) media.ID {
 
 var nats = []api.NATType{api.NATFullCone, api.NATRestricted, api.NATPortRestricted, api.NATPortRestricted, api.NATSymmetric}
 
-// punches says whether hole punching connects a and b directly; when it
-// cannot, the data goes through the head-end's TURN relay.
-func punches(a, b api.NATType) bool {
-	sym := func(n api.NATType) bool { return n == api.NATSymmetric }
-	strict := func(n api.NATType) bool { return n == api.NATSymmetric || n == api.NATPortRestricted }
-	return !(sym(a) && strict(b) || sym(b) && strict(a))
-}
-
 func newWorld(sc Scenario, pol policy) *world {
 	w := &world{sc: sc, rng: rand.New(rand.NewPCG(sc.Seed, sc.Seed^0x5eed)), pol: pol, boxes: sc.Boxes}
 	up, down := int(sc.UpMbps*1000), int(sc.DownMbps*1000)
@@ -378,7 +370,7 @@ func (w *world) drop(b int32, t titleIdx) {
 // a connection set-up of one step.
 func (w *world) startFlow(id uint64, t titleIdx, from, to int32, pieces []int32) *flow {
 	f := &flow{id: id, title: t, from: from, to: to, pieces: pieces, startAt: w.now + w.sc.Step, lastMove: w.now,
-		relayed: !w.nodes[from].server && !punches(w.nodes[from].nat, w.nodes[to].nat)}
+		relayed: !w.nodes[from].server && !api.HolePunchable(w.nodes[from].nat, w.nodes[to].nat)}
 	w.flows = append(w.flows, f)
 	w.nodes[from].upFlows++
 	w.nodes[to].downFlows++

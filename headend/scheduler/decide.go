@@ -408,21 +408,11 @@ func (s *Scheduler) holderFor(recv boxIdx, t *title) bool {
 	}
 	r := &s.st.boxes[recv]
 	for i := range q.len() {
-		if x := &s.st.boxes[q.peek(i)]; x.online && x.registered && (r.server || punchable(x.nat, r.nat)) {
+		if x := &s.st.boxes[q.peek(i)]; x.online && x.registered && (r.server || api.HolePunchable(x.nat, r.nat)) {
 			return true
 		}
 	}
 	return false
-}
-
-// punchable says whether two boxes' NATs let hole punching connect them.
-// A pair that cannot is relayed by the head-end's TURN server, which costs
-// the operator as much as sending from a media server, so such a box is
-// no donor for the other.
-func punchable(a, b api.NATType) bool {
-	symmetric := func(n api.NATType) bool { return n == api.NATSymmetric }
-	portBound := func(n api.NATType) bool { return n == api.NATSymmetric || n == api.NATPortRestricted }
-	return !(symmetric(a) && portBound(b) || symmetric(b) && portBound(a))
 }
 
 // donorOK checks a donor can send to the receiver now, and rates it.
@@ -432,7 +422,7 @@ func (s *Scheduler) donorOK(j *job, recv, d boxIdx) (candidate, bool) {
 	if d == recv || !x.online || x.hold || !x.registered || j.suspects[d] {
 		return candidate{}, false
 	}
-	if r := &st.boxes[recv]; !x.server && !r.server && !punchable(x.nat, r.nat) {
+	if r := &st.boxes[recv]; !x.server && !r.server && !api.HolePunchable(x.nat, r.nat) {
 		return candidate{}, false
 	}
 	maxLegs := int8(s.cfg.MaxUploads)
